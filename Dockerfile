@@ -1,0 +1,38 @@
+# One image for both services of fluxo-dados:
+#   docker run IMAGE                                   -> the API       (python -m services.api, :8000)
+#   docker run IMAGE python -m services.scheduler      -> the scheduler (:8010)
+# Configuration comes from the environment (see .env.example); docker-compose.yml sets all of it.
+
+# Python minor version and Debian release pinned (bookworm, as on the development machines).
+FROM python:3.11.14-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Fixed uid/gid, so that volumes and runAsUser-style policies can rely on it.
+RUN groupadd --system --gid 10001 fluxo \
+    && useradd --system --uid 10001 --gid fluxo --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin fluxo
+
+WORKDIR /app
+
+# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml
+# (or README.md, which pyproject names as the readme) changes, not on every code edit.
+COPY pyproject.toml README.md ./
+RUN pip install --no-cache-dir . \
+    && rm -rf build ./*.egg-info
+
+# The code, then the project itself (no dependency resolution again).
+# sql/ must be in /app/sql: the API applies sql/*.sql, relative to the working directory, at start-up.
+COPY services/ ./services/
+COPY sql/ ./sql/
+RUN pip install --no-cache-dir --no-deps . \
+    && rm -rf build ./*.egg-info
+
+USER 10001:10001
+
+# 8000: API (API_PORT), 8010: scheduler (SCHEDULER_PORT).
+EXPOSE 8000 8010
+
+CMD ["python", "-m", "services.api"]
