@@ -1,0 +1,1 @@
+"""The API service: validates, persists in PostgreSQL and publishes on Kafka."""

@@ -1,0 +1,112 @@
+"""The PostgreSQL pool and the schema migrations applied at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from ..common.config import RetryConfig
+from ..common.http import Unavailable
+from ..common.retry import retry_forever
+
+log = logging.getLogger(__name__)
+
+# Advisory lock keys (any constants, unique within the database).
+MIGRATIONS_LOCK = 7_204_311_001
+OUTBOX_RELAY_LOCK = 7_204_311_002
+
+# What PostgreSQL being down or restarting looks like to a client.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+async def apply_migrations(conn: asyncpg.Connection, sql_dir: Path) -> list[str]:
+    """Apply each ``sql/*.sql`` file once, in name order, under an advisory lock.
+
+    The lock serialises API replicas starting at the same time; each file runs in its own
+    transaction together with its entry in ``schema_migrations``.
+    """
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATIONS_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+        for path in sorted(sql_dir.glob("*.sql")):  # noqa: ASYNC240 (a few local files, once)
+            if path.name in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(path.read_text(encoding="utf-8"))
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
+            log.info("applied migration %s", path.name)
+            applied_now.append(path.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATIONS_LOCK)
+    return applied_now
+
+
+class Database:
+    """A pool opened in the background: the API starts, answering 503, while PostgreSQL is down."""
+
+    def __init__(self, dsn: str, pool_size: int, sql_dir: Path, retry: RetryConfig) -> None:
+        self.dsn = dsn
+        self._pool_size = pool_size
+        self._sql_dir = sql_dir
+        self._retry = retry
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        async def attempt() -> asyncpg.Pool:
+            pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size, command_timeout=30
+            )
+            try:
+                async with pool.acquire() as conn:
+                    await apply_migrations(conn, self._sql_dir)
+            except BaseException:
+                await pool.close()
+                raise
+            return pool
+
+        self._pool = await retry_forever(
+            attempt, what="connecting to PostgreSQL", config=self._retry, log=log
+        )
+        log.info("connected to PostgreSQL; schema up to date")
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; PostgreSQL being down is answered as 503."""
+        if self._pool is None:
+            raise Unavailable("The database is not reachable yet.")
+        try:
+            async with self._pool.acquire(timeout=10) as conn:
+                yield conn
+        except DATABASE_DOWN as exc:
+            log.warning("database unavailable: %s", exc)
+            raise Unavailable("The database is not reachable.") from exc
+
+    async def ready(self) -> bool:
+        try:
+            async with asyncio.timeout(2), self.connection() as conn:
+                await conn.fetchval("SELECT 1")
+        except (Unavailable, TimeoutError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

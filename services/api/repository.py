@@ -1,0 +1,163 @@
+"""Every SQL statement on products and outbox. The schema itself lives in ``sql/``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+
+from ..common.contracts import TransformedProduct
+
+
+@dataclass(frozen=True)
+class Source:
+    """The Kafka record a transformed product came from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+# One statement, one round trip: upsert the batch and write an outbox event for every row
+# inserted or changed. A row changes only for a newer source record (availability
+# timestamp, then offset) with different content, so a replay never regresses a row and a
+# duplicate writes no event. The published payload is built from the row as stored.
+UPSERT_PRODUCTS = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
+        $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[]
+    ) AS t(id, name, description, price_amount, price_currency, stock_quantity,
+           availability_timestamp, category, source_topic, source_partition, source_offset)
+), written AS (
+    INSERT INTO products AS p (
+        id, name, description, price_amount, price_currency, stock_quantity,
+        availability_timestamp, category, source_topic, source_partition, source_offset)
+    SELECT * FROM input
+    ON CONFLICT (id) DO UPDATE SET
+        name = EXCLUDED.name,
+        description = EXCLUDED.description,
+        price_amount = EXCLUDED.price_amount,
+        price_currency = EXCLUDED.price_currency,
+        stock_quantity = EXCLUDED.stock_quantity,
+        availability_timestamp = EXCLUDED.availability_timestamp,
+        category = EXCLUDED.category,
+        source_topic = EXCLUDED.source_topic,
+        source_partition = EXCLUDED.source_partition,
+        source_offset = EXCLUDED.source_offset,
+        updated_at = now()
+    WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
+          > (p.availability_timestamp, coalesce(p.source_offset, -1))
+      AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
+           EXCLUDED.price_currency, EXCLUDED.stock_quantity,
+           EXCLUDED.availability_timestamp, EXCLUDED.category)
+          IS DISTINCT FROM
+          (p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity,
+           p.availability_timestamp, p.category)
+    RETURNING p AS product, p.xmax = 0 AS inserted
+), events AS (
+    INSERT INTO outbox (topic, key, payload)
+    SELECT $12, (w.product).id, product_document(w.product)
+    FROM written w
+    ORDER BY (w.product).id
+)
+SELECT (product).id AS id, inserted FROM written
+"""
+
+SELECT_DOCUMENT = "SELECT product_document(p)::text FROM products p WHERE p.id = $1"
+
+SELECT_DOCUMENTS_PAGE = """
+SELECT product_document(p)::text AS document, p.id
+FROM products p WHERE p.id > $1 ORDER BY p.id LIMIT $2
+"""
+
+
+def _latest_per_id(
+    items: Sequence[tuple[TransformedProduct, Source | None]],
+) -> dict[str, tuple[TransformedProduct, Source | None]]:
+    """One record per id (a statement may not touch a row twice): the newest wins."""
+
+    def rank(item: tuple[TransformedProduct, Source | None]) -> tuple[Any, int]:
+        product, source = item
+        return (product["availability"]["timestamp"], source.offset if source else -1)
+
+    latest: dict[str, tuple[TransformedProduct, Source | None]] = {}
+    for item in items:
+        key = item[0]["id"]
+        if key not in latest or rank(item) > rank(latest[key]):
+            latest[key] = item
+    return latest
+
+
+async def upsert_products(
+    conn: asyncpg.Connection,
+    items: Sequence[tuple[TransformedProduct, Source | None]],
+    topic: str,
+) -> dict[str, Outcome]:
+    """Persist a batch and enqueue its events; returns the outcome of each distinct id.
+
+    Run it inside a transaction: products and outbox commit together or not at all.
+    """
+    latest = _latest_per_id(items)
+    columns: list[list[Any]] = [[] for _ in range(11)]
+    for product, source in latest.values():
+        row = (
+            product["id"],
+            product["name"],
+            product["description"],
+            product["pricing"]["amount"],
+            product["pricing"]["currency"],
+            product["availability"]["quantity"],
+            product["availability"]["timestamp"],
+            product["category"],
+            source.topic if source else None,
+            source.partition if source else None,
+            source.offset if source else None,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    written = await conn.fetch(UPSERT_PRODUCTS, *columns, topic)
+    outcomes = dict.fromkeys(latest, Outcome.UNCHANGED)
+    for row in written:
+        outcomes[row["id"]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
+    return outcomes
+
+
+async def product_document(conn: asyncpg.Connection, product_id: str) -> str | None:
+    """The persisted record of a product as JSON text, or None."""
+    document: str | None = await conn.fetchval(SELECT_DOCUMENT, product_id)
+    return document
+
+
+async def product_documents_page(
+    conn: asyncpg.Connection, after: str, limit: int
+) -> list[tuple[str, str]]:
+    """A page of persisted records in id order, after the given id: (id, JSON text)."""
+    rows = await conn.fetch(SELECT_DOCUMENTS_PAGE, after, limit)
+    return [(row["id"], row["document"]) for row in rows]
+
+
+# --- outbox -----------------------------------------------------------------
+
+SELECT_OUTBOX_BATCH = (
+    "SELECT id, topic, key, payload::text AS payload FROM outbox ORDER BY id LIMIT $1"
+)
+DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+
+
+async def outbox_batch(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(SELECT_OUTBOX_BATCH, limit)
+    return rows
+
+
+async def delete_outbox(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
+    await conn.execute(DELETE_OUTBOX, list(ids))

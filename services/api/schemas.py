@@ -1,0 +1,88 @@
+"""Request and response schemas of the API's endpoints, beyond the record contracts.
+
+They document the endpoints in Swagger; the batch envelope also validates requests.
+"""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from ..common.contracts import ManualProductSchema, TransformedProductSchema
+
+MAX_BATCH = 5000
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(metadata={"example": "validation_failed"})
+    message = fields.String(metadata={"example": "The record is invalid."})
+    fields_ = fields.Dict(
+        data_key="fields",
+        metadata={"example": {"price": ["Must be greater than or equal to 0."]}},
+    )
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema)
+
+
+class ManualAcceptedSchema(Schema):
+    topic = fields.String(metadata={"example": "cadastro-produtos"})
+    partition = fields.Integer(metadata={"example": 3})
+    offset = fields.Integer(metadata={"example": 42})
+    record = fields.Nested(ManualProductSchema)
+
+
+class PersistedSchema(Schema):
+    status = fields.String(
+        validate=validate.OneOf(["created", "updated", "unchanged"]),
+        metadata={"example": "created"},
+    )
+    product = fields.Nested(TransformedProductSchema)
+
+
+class SourceSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    topic = fields.String(required=True, metadata={"example": "cadastro-produtos"})
+    partition = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    offset = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+class BatchItemSchema(Schema):
+    product = fields.Nested(TransformedProductSchema, required=True)
+    source = fields.Nested(SourceSchema, metadata={"description": "The Kafka record it came from."})
+
+
+class BatchRequestSchema(Schema):
+    items = fields.List(
+        fields.Nested(BatchItemSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH),
+    )
+
+
+class BatchResultSchema(Schema):
+    index = fields.Integer(metadata={"example": 0})
+    id = fields.String(metadata={"example": "12369"})
+    status = fields.String(
+        validate=validate.OneOf(["created", "updated", "unchanged", "rejected"]),
+        metadata={"example": "created"},
+    )
+    error = fields.Nested(ErrorBodySchema)
+
+
+class BatchResponseSchema(Schema):
+    results = fields.List(fields.Nested(BatchResultSchema))
+
+
+class ProductPageSchema(Schema):
+    items = fields.List(fields.Nested(TransformedProductSchema))
+    next = fields.String(
+        allow_none=True, metadata={"description": "Pass as 'after' for the next page."}
+    )
+
+
+class ProbeSchema(Schema):
+    status = fields.String(metadata={"example": "ok"})
+    checks = fields.Dict(keys=fields.String(), values=fields.Boolean())

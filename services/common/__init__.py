@@ -1,0 +1,1 @@
+"""What both services share: record contracts, the transform, Kafka and HTTP plumbing."""

@@ -1,0 +1,91 @@
+"""Typed settings read from an environment mapping.
+
+Each service builds a frozen dataclass from ``os.environ`` (after ``.env`` is loaded by
+python-dotenv in ``__main__``); tests build the same dataclasses from plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+class Env:
+    """Typed reads of an environment mapping, naming the variable on error."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self._environ.get(name, default)
+        if value is None or value == "":
+            if default is not None:
+                return default
+            raise ConfigError(f"{name} is required")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        raw = self._environ.get(name) or str(default)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        raw = self._environ.get(name) or str(default)
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str = "localhost:9092"
+    topic_cadastro: str = "cadastro-produtos"
+    topic_persistidos: str = "produtos-persistidos"
+    topic_dlq: str = "cadastro-produtos.dlq"
+    partitions: int = 6
+    replication_factor: int = 1
+
+    @classmethod
+    def from_env(cls, env: Env) -> KafkaConfig:
+        return cls(
+            bootstrap_servers=env.text("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            topic_cadastro=env.text("KAFKA_TOPIC_CADASTRO_PRODUTO", cls.topic_cadastro),
+            topic_persistidos=env.text("KAFKA_TOPIC_PRODUTOS_PERSISTIDOS", cls.topic_persistidos),
+            topic_dlq=env.text("KAFKA_TOPIC_DLQ", cls.topic_dlq),
+            partitions=env.integer("KAFKA_TOPIC_PARTITIONS", cls.partitions, minimum=1),
+            replication_factor=env.integer(
+                "KAFKA_TOPIC_REPLICATION_FACTOR", cls.replication_factor, minimum=1
+            ),
+        )
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self.topic_cadastro, self.topic_persistidos, self.topic_dlq)
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Capped exponential backoff with full jitter for transient failures."""
+
+    initial_delay: float = 0.2
+    max_delay: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> RetryConfig:
+        return cls(
+            initial_delay=env.number("RETRY_INITIAL_DELAY", cls.initial_delay, minimum=0.001),
+            max_delay=env.number("RETRY_MAX_DELAY", cls.max_delay, minimum=0.001),
+        )

@@ -1,0 +1,121 @@
+"""Kafka plumbing both services use: topic creation and client settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from .config import KafkaConfig, RetryConfig
+from .http import Unavailable
+from .retry import retry_forever
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+async def ensure_topics(config: KafkaConfig, names: Iterable[str] | None = None) -> None:
+    """Create the configured topics that do not exist yet.
+
+    Idempotent and safe to race: both services call it at start-up, and a topic that
+    another process created meanwhile is not an error.
+    """
+    wanted = list(names if names is not None else config.topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if not missing:
+            return
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=config.partitions,
+                    replication_factor=config.replication_factor,
+                )
+                for name in missing
+            ]
+        )
+        for name, code, *_ in response.topic_errors:
+            if code == TOPIC_ALREADY_EXISTS:
+                continue
+            if code != 0:
+                raise RuntimeError(f"creating topic {name} failed with Kafka error code {code}")
+            log.info("created topic %s with %d partitions", name, config.partitions)
+    finally:
+        await admin.close()
+
+
+def create_producer(config: KafkaConfig, **overrides: Any) -> AIOKafkaProducer:
+    """A producer that waits for every in-sync replica and never duplicates on retry."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "max_batch_size": 512 * 1024,
+        "request_timeout_ms": 15_000,
+    }
+    settings.update(overrides)
+    return AIOKafkaProducer(**settings)
+
+
+async def broker_reachable(producer: AIOKafkaProducer) -> bool:
+    """Whether the cluster answers a metadata request within two seconds."""
+    try:
+        async with asyncio.timeout(2):
+            return bool(await producer.client.fetch_all_metadata())
+    except Exception:
+        return False
+
+
+class ManagedProducer:
+    """A producer started in the background, so that a service starts while Kafka is down.
+
+    ``get()`` answers 503 (``Unavailable``) until the broker has been reached once; after
+    that, aiokafka reconnects by itself and sends fail (and are retried) while it is down.
+    """
+
+    def __init__(self, config: KafkaConfig, retry: RetryConfig, **overrides: Any) -> None:
+        self._config = config
+        self._retry = retry
+        self._overrides = overrides
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Create the configured topics, then start the producer; retried until it works."""
+
+        async def attempt() -> AIOKafkaProducer:
+            await ensure_topics(self._config)
+            producer = create_producer(self._config, **self._overrides)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            return producer
+
+        self._producer = await retry_forever(
+            attempt, what="connecting to Kafka", config=self._retry, log=log
+        )
+        log.info("connected to Kafka at %s", self._config.bootstrap_servers)
+
+    def get(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise Unavailable("Kafka is not reachable yet.")
+        return self._producer
+
+    async def ready(self) -> bool:
+        return self._producer is not None and await broker_reachable(self._producer)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()  # flushes what is still buffered
+            self._producer = None

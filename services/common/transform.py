@@ -1,0 +1,39 @@
+"""The scheduler's transform: a pure function of the input record and its Kafka timestamp."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from .contracts import ManualProduct
+
+
+def kafka_timestamp(timestamp_ms: int) -> datetime:
+    """The UTC instant of a Kafka record timestamp (milliseconds since the epoch)."""
+    seconds, millis = divmod(timestamp_ms, 1000)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=millis * 1000)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with millisecond precision and a ``Z``: ``2024-06-12T12:00:00.000Z``."""
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def transform(product: ManualProduct, timestamp_ms: int) -> dict[str, Any]:
+    """The transformed record, ready to be sent as JSON.
+
+    The availability timestamp is the source record's, so a replay yields the same output.
+    """
+    return {
+        "id": product["productId"],
+        "name": product["productName"],
+        "description": product["productDescription"],
+        "pricing": {"amount": product["price"], "currency": product["currency"]},
+        "availability": {
+            "quantity": product["stockQuantity"],
+            "timestamp": format_timestamp(kafka_timestamp(timestamp_ms)),
+        },
+        "category": product["category"],
+    }

@@ -1,0 +1,1 @@
+"""The scheduler service: consumes cadastro-produtos, transforms, hands records to the API."""

@@ -1,0 +1,39 @@
+"""Settings of the scheduler service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..common.config import Env, KafkaConfig, RetryConfig
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    api_token: str = field(repr=False)
+    port: int = 8010
+    api_url: str = "http://localhost:8000"
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    consumer_group: str = "fluxo-scheduler"
+    batch_size: int = 500
+    request_timeout: float = 10.0
+    # How long SIGTERM waits for the batch in flight before giving it up (uncommitted,
+    # so it is delivered again).
+    shutdown_timeout: float = 15.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SchedulerConfig:
+        env = Env(environ)
+        return cls(
+            api_token=env.text("API_TOKEN"),
+            port=env.integer("SCHEDULER_PORT", cls.port, minimum=1),
+            api_url=env.text("API_URL", cls.api_url).rstrip("/"),
+            kafka=KafkaConfig.from_env(env),
+            retry=RetryConfig.from_env(env),
+            consumer_group=env.text("KAFKA_CONSUMER_GROUP", cls.consumer_group),
+            batch_size=env.integer("SCHEDULER_BATCH_SIZE", cls.batch_size, minimum=1),
+            request_timeout=env.number(
+                "SCHEDULER_REQUEST_TIMEOUT", cls.request_timeout, minimum=0.1
+            ),
+        )

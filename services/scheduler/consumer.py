@@ -1,0 +1,321 @@
+"""The consumer loop: fetch a batch, hand it to the API, dead-letter poison, commit.
+
+Offsets of a partition are committed only up to records that the API acknowledged or that
+reached the dead-letter topic. Failures that may pass (API or Kafka down) are retried
+with backoff while fetching is paused, so memory stays bounded and nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from ..common.config import KafkaConfig
+from ..common.http import Metrics
+from ..common.kafka import ManagedProducer, ensure_topics
+from ..common.retry import backoff_delays, retry_forever
+from .api_client import ApiClient, TransientError
+from .config import SchedulerConfig
+from .records import Poison, dead_letter_headers, prepare
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Longest wait of a rebalance for the batch in flight; past it the batch finishes anyway,
+# and its records may be processed again by the partitions' next owner (at-least-once).
+REVOKE_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Move this instance's partitions back to a point in time, or to given offsets."""
+
+    timestamp: datetime | None = None
+    offsets: dict[int, int] | None = None
+
+
+class ProductConsumer:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        api: ApiClient,
+        dead_letters: ManagedProducer,
+        metrics: Metrics,
+    ) -> None:
+        self._config = config
+        self._api = api
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self._in_flight = asyncio.Lock()
+        self._operator_paused = False
+        self._replays: asyncio.Queue[tuple[Replay, asyncio.Future[dict[str, int]]]] = (
+            asyncio.Queue()
+        )
+        self.state = "starting"
+        for name, text in (
+            ("records_total", "Records fetched from the entry topic."),
+            ("persisted_total", "Records the API acknowledged."),
+            ("dead_lettered_total", "Records sent to the dead-letter topic, by stage."),
+            ("retries_total", "Retried failures, by operation."),
+        ):
+            metrics.counter(name, text)
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        consumer = await retry_forever(
+            self._start_consumer,
+            what="joining the consumer group",
+            config=self._config.retry,
+            log=log,
+        )
+        self._consumer = consumer
+        self.state = "paused" if self._operator_paused else "running"
+        try:
+            while not self._stopping.is_set():
+                await self._apply_replays(consumer)
+                batches = await consumer.getmany(
+                    timeout_ms=200, max_records=self._config.batch_size
+                )
+                if batches:
+                    async with self._in_flight:
+                        await self._process(consumer, batches)
+        finally:
+            self._consumer = None
+            await consumer.stop()  # leaves the group at once, so partitions move on
+            log.info("consumer stopped")
+
+    def stop(self) -> None:
+        """Stop fetching; the batch in flight finishes and is committed."""
+        self._stopping.set()
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        kafka: KafkaConfig = self._config.kafka
+        await ensure_topics(kafka)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=self._config.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+        )
+        consumer.subscribe([kafka.topic_cadastro], listener=_Rebalance(self))
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        log.info("consuming %s as group %s", kafka.topic_cadastro, self._config.consumer_group)
+        return consumer
+
+    # --- one batch ---------------------------------------------------------------
+
+    async def _process(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        records = [record for partition in batches.values() for record in partition]
+        self._metrics.inc("records_total", len(records))
+        work, poison = prepare(records)
+        if work:
+            rejected = await self._retrying(consumer, "persist", lambda: self._api.persist(work))
+            poison += rejected
+            self._metrics.inc("persisted_total", len(work) - len(rejected))
+        if poison:
+            await self._retrying(consumer, "dead-letter", lambda: self._dead_letter(poison))
+        await self._commit(
+            consumer, {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
+        )
+        log.debug("batch of %d records done, %d dead-lettered", len(records), len(poison))
+
+    async def _dead_letter(self, poison: Sequence[Poison]) -> None:
+        producer = self._dead_letters.get()
+        deliveries = [
+            await producer.send(
+                self._config.kafka.topic_dlq,
+                key=item.record.key,
+                value=item.record.value,
+                headers=dead_letter_headers(item),
+            )
+            for item in poison
+        ]
+        await asyncio.gather(*deliveries)
+        for item in poison:
+            self._metrics.inc("dead_lettered_total", stage=item.stage)
+            record = item.record
+            log.warning(
+                "dead-lettered %s[%d]@%d key=%r (%s): %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                item.stage,
+                item.reason[:300],
+            )
+
+    async def _retrying(
+        self, consumer: AIOKafkaConsumer, what: str, action: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run ``action`` until it succeeds; fetching is paused while it fails."""
+        delays = backoff_delays(self._config.retry)
+        paused = False
+        try:
+            while True:
+                try:
+                    return await action()
+                except (TransientError, KafkaError, TimeoutError) as exc:
+                    # The Kafka errors come from the dead-letter producer.
+                    if not paused:
+                        consumer.pause(*consumer.assignment())
+                        paused = True
+                        self.state = "retrying"
+                    delay = next(delays)
+                    self._metrics.inc("retries_total", operation=what)
+                    log.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
+                    await asyncio.sleep(delay)
+        finally:
+            if paused:
+                self._resume(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        owned = consumer.assignment()
+        to_commit = {
+            tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items() if tp in owned
+        }
+        if not to_commit:
+            return
+        try:
+            await consumer.commit(to_commit)
+        except CommitFailedError as exc:
+            # The group rebalanced meanwhile: the next owner will process these again.
+            log.warning("commit after a rebalance failed: %s", exc)
+
+    # --- operator controls -----------------------------------------------------------
+
+    def pause(self) -> None:
+        self._operator_paused = True
+        if self._consumer is not None:
+            self._consumer.pause(*self._consumer.assignment())
+        self.state = "paused"
+
+    def resume(self) -> None:
+        self._operator_paused = False
+        if self._consumer is not None:
+            self._resume(self._consumer)
+
+    def _resume(self, consumer: AIOKafkaConsumer) -> None:
+        if self._operator_paused:
+            self.state = "paused"
+            return
+        consumer.resume(*consumer.assignment())
+        self.state = "running"
+
+    async def replay(self, request: Replay) -> dict[str, int]:
+        """Queue a replay for the loop (between batches) and wait for the new positions."""
+        done: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        await self._replays.put((request, done))
+        return await done
+
+    async def _apply_replays(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._replays.empty():
+            request, done = self._replays.get_nowait()
+            try:
+                done.set_result(await self._seek(consumer, request))
+            except Exception as exc:
+                done.set_exception(exc)
+
+    async def _seek(self, consumer: AIOKafkaConsumer, request: Replay) -> dict[str, int]:
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        targets: dict[TopicPartition, int] = {}
+        if request.timestamp is not None:
+            moment = int(request.timestamp.timestamp() * 1000)
+            found = await consumer.offsets_for_times(dict.fromkeys(assigned, moment))
+            ends = await consumer.end_offsets(assigned)
+            targets = {tp: found[tp].offset if found[tp] else ends[tp] for tp in assigned}
+        elif request.offsets is not None:
+            targets = {
+                tp: request.offsets[tp.partition]
+                for tp in assigned
+                if tp.partition in request.offsets
+            }
+        for tp, offset in targets.items():
+            consumer.seek(tp, offset)
+        # Committed at once, so the replay survives a restart before it is processed.
+        await self._commit(consumer, targets)
+        log.info("replay: moved %s", {tp.partition: offset for tp, offset in targets.items()})
+        return {str(tp.partition): offset for tp, offset in targets.items()}
+
+    # --- status ----------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        consumer = self._consumer
+        partitions: list[dict[str, Any]] = []
+        if consumer is not None:
+            for tp in sorted(consumer.assignment(), key=lambda tp: tp.partition):
+                committed = await consumer.committed(tp)
+                end = consumer.highwater(tp)
+                partitions.append(
+                    {
+                        "topic": tp.topic,
+                        "partition": tp.partition,
+                        "committed": committed,
+                        "end": end,
+                        "lag": end - (committed or 0) if end is not None else None,
+                    }
+                )
+        return {
+            "state": self.state,
+            "group": self._config.consumer_group,
+            "topic": self._config.kafka.topic_cadastro,
+            "partitions": partitions,
+            "counters": {
+                "records": self._metrics.value("records_total"),
+                "persisted": self._metrics.value("persisted_total"),
+                "dead_lettered": sum(
+                    self._metrics.value("dead_lettered_total", stage=stage)
+                    for stage in ("decode", "validate", "api")
+                ),
+            },
+        }
+
+    @property
+    def consuming(self) -> bool:
+        return self._consumer is not None
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: ProductConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Let the batch in flight finish and commit, so that the next owner of these
+        # partitions starts after it instead of processing it again.
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(REVOKE_WAIT), self._owner._in_flight:
+                pass
+        except TimeoutError:
+            log.warning("rebalance went ahead with a batch still in flight")
+        log.info(
+            "partitions revoked: %s (waited %.2fs)",
+            sorted(tp.partition for tp in revoked),
+            time.monotonic() - started,
+        )
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        if self._owner._operator_paused and self._owner._consumer is not None:
+            self._owner._consumer.pause(*assigned)

@@ -1,0 +1,193 @@
+"""The scheduler's endpoints: probes, status and the operator's controls."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from aiohttp_apispec import docs, request_schema, response_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
+
+from ..common.contracts import ManualProductSchema, TransformedProductSchema, load_manual
+from ..common.http import ApiError, invalid, json_response, read_json
+from ..common.transform import transform
+from .consumer import Replay
+from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS
+
+routes = web.RouteTableDef()
+
+
+class ErrorSchema(Schema):
+    error = fields.Dict(metadata={"example": {"code": "unauthorized", "message": "..."}})
+
+
+class ProbeSchema(Schema):
+    status = fields.String(metadata={"example": "ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.Boolean())
+
+
+class PartitionStatusSchema(Schema):
+    topic = fields.String()
+    partition = fields.Integer()
+    committed = fields.Integer(allow_none=True)
+    end = fields.Integer(allow_none=True)
+    lag = fields.Integer(allow_none=True)
+
+
+class StatusSchema(Schema):
+    state = fields.String(metadata={"example": "running"})
+    group = fields.String(metadata={"example": "fluxo-scheduler"})
+    topic = fields.String(metadata={"example": "cadastro-produtos"})
+    partitions = fields.List(fields.Nested(PartitionStatusSchema))
+    counters = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class ReplaySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    timestamp = fields.AwareDateTime(
+        metadata={
+            "description": "Replay records from this instant.",
+            "example": "2024-06-12T12:00:00Z",
+        }
+    )
+    offsets = fields.Dict(
+        keys=fields.Integer(strict=False),
+        values=fields.Integer(strict=True, validate=lambda v: v >= 0),
+        metadata={"description": "Partition number to offset.", "example": {"0": 0}},
+    )
+
+    @validates_schema
+    def one_of(self, data: dict[str, Any], **_: Any) -> None:
+        if ("timestamp" in data) == ("offsets" in data):
+            raise ValidationError("Give either 'timestamp' or 'offsets'.", "_schema")
+
+
+class ReplayResultSchema(Schema):
+    positions = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"example": {"0": 0, "1": 0}}
+    )
+
+
+UNAUTHORIZED = {401: {"schema": ErrorSchema, "description": "Missing or wrong bearer token."}}
+REPLAY = ReplaySchema()
+
+
+@routes.get("/health")
+@docs(tags=["probes"], summary="Liveness: the process answers", security=[])
+@response_schema(ProbeSchema, 200)
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@routes.get("/ready")
+@docs(
+    tags=["probes"],
+    summary="Readiness: consuming from Kafka, and the API answers",
+    security=[],
+    responses={
+        503: {"schema": ProbeSchema, "description": "Not consuming yet, or the API is down."}
+    },
+)
+@response_schema(ProbeSchema, 200)
+async def ready(request: web.Request) -> web.Response:
+    app = request.app
+    kafka, api = await asyncio.gather(app[DEAD_LETTERS].ready(), app[API].reachable())
+    checks = {"consumer": app[CONSUMER].consuming, "kafka": kafka, "api": api}
+    healthy = all(checks.values())
+    return json_response(
+        {"status": "ready" if healthy else "unavailable", "checks": checks},
+        status=200 if healthy else 503,
+    )
+
+
+@routes.get("/status")
+@docs(
+    tags=["consumer"],
+    summary="Assigned partitions, committed offsets, lag and counters",
+    responses=UNAUTHORIZED,
+)
+@response_schema(StatusSchema, 200)
+async def status(request: web.Request) -> web.Response:
+    return json_response(await request.app[CONSUMER].status())
+
+
+@routes.post("/consumer/pause")
+@docs(
+    tags=["consumer"],
+    summary="Pause consumption (the batch in flight finishes)",
+    responses=UNAUTHORIZED,
+)
+@response_schema(StatusSchema, 200)
+async def pause(request: web.Request) -> web.Response:
+    request.app[CONSUMER].pause()
+    return json_response(await request.app[CONSUMER].status())
+
+
+@routes.post("/consumer/resume")
+@docs(tags=["consumer"], summary="Resume consumption", responses=UNAUTHORIZED)
+@response_schema(StatusSchema, 200)
+async def resume(request: web.Request) -> web.Response:
+    request.app[CONSUMER].resume()
+    return json_response(await request.app[CONSUMER].status())
+
+
+@routes.post("/consumer/replay")
+@docs(
+    tags=["consumer"],
+    summary="Replay this instance's partitions from an instant or from offsets",
+    description="Moves the consumer and commits the new positions at once. Records are "
+    "persisted again idempotently: a replayed record never regresses a newer row.",
+    responses={**UNAUTHORIZED, 422: {"schema": ErrorSchema, "description": "Invalid request."}},
+)
+@request_schema(ReplaySchema)
+@response_schema(ReplayResultSchema, 200)
+async def replay(request: web.Request) -> web.Response:
+    try:
+        data = REPLAY.load(await read_json(request))
+    except ValidationError as error:
+        raise invalid(error) from None
+    consumer = request.app[CONSUMER]
+    if not consumer.consuming:
+        raise ApiError(503, "The consumer has not joined its group yet.")
+    positions = await consumer.replay(Replay(data.get("timestamp"), data.get("offsets")))
+    return json_response({"positions": positions})
+
+
+@routes.post("/produto/transform")
+@docs(
+    tags=["produtos"],
+    summary="Dry run: the transformed record of an input record",
+    description="Validates and transforms without producing or persisting anything. The "
+    "availability timestamp is taken from the 'timestamp' query parameter (ISO 8601), "
+    "standing for the Kafka record's timestamp; now when absent.",
+    parameters=[{"in": "query", "name": "timestamp", "type": "string", "format": "date-time"}],
+    responses={**UNAUTHORIZED, 422: {"schema": ErrorSchema, "description": "Invalid record."}},
+)
+@request_schema(ManualProductSchema)
+@response_schema(TransformedProductSchema, 200)
+async def dry_run(request: web.Request) -> web.Response:
+    try:
+        product = load_manual(await read_json(request))
+    except ValidationError as error:
+        raise invalid(error) from None
+    moment = datetime.now(UTC)
+    if "timestamp" in request.query:
+        try:
+            moment = datetime.fromisoformat(request.query["timestamp"].replace("Z", "+00:00"))
+        except ValueError:
+            moment = datetime.min
+        if moment.tzinfo is None:
+            raise ApiError(
+                422,
+                "Invalid query.",
+                fields={"timestamp": ["Not a valid aware ISO 8601 datetime."]},
+            )
+    return json_response(transform(product, int(moment.timestamp() * 1000)))
+
+
+def configured_topic(request: web.Request) -> str:
+    return request.app[CONFIG].kafka.topic_cadastro

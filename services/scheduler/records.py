@@ -1,0 +1,123 @@
+"""From a Kafka record to the item the API persists, or to the reason it cannot be.
+
+Pure functions: no I/O, so each rule is unit-tested on plain records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from marshmallow import ValidationError
+
+from ..common import jsoncodec
+from ..common.contracts import ManualProduct, field_errors, load_manual
+from ..common.transform import transform
+
+
+class KafkaRecord(Protocol):
+    """What we read of an aiokafka ``ConsumerRecord``."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+class PoisonError(Exception):
+    """A record that can never be processed; it goes to the dead-letter topic."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Work:
+    """A record ready for the API: the transformed product and where it came from."""
+
+    record: KafkaRecord
+    item: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Poison:
+    record: KafkaRecord
+    stage: str
+    reason: str
+
+
+def decode(value: bytes | None) -> ManualProduct:
+    """Parse and validate an input record's value."""
+    if not value:
+        raise PoisonError("decode", "empty value")
+    try:
+        data = jsoncodec.loads(value)
+    except jsoncodec.JSONDecodeError as exc:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PoisonError("decode", "value is not UTF-8") from None
+        raise PoisonError("decode", f"value is not JSON: {exc}") from None
+    try:
+        return load_manual(data)
+    except ValidationError as error:
+        raise PoisonError("validate", invalid_fields(field_errors(error))) from None
+
+
+def invalid_fields(messages: Any) -> str:
+    return "invalid fields: " + jsoncodec.dumps(messages).decode()
+
+
+def to_work(record: KafkaRecord) -> Work:
+    """The API batch item of a record: the transformed product and its source."""
+    product = transform(decode(record.value), record.timestamp)
+    return Work(
+        record,
+        {
+            "product": product,
+            "source": {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
+        },
+    )
+
+
+def prepare(records: Iterable[KafkaRecord]) -> tuple[list[Work], list[Poison]]:
+    """Split fetched records into work for the API and poison for the dead-letter topic."""
+    work: list[Work] = []
+    poison: list[Poison] = []
+    for record in records:
+        try:
+            work.append(to_work(record))
+        except PoisonError as error:
+            poison.append(Poison(record, error.stage, error.reason))
+    return work, poison
+
+
+def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
+    """The original headers plus why and from where the record was dead-lettered."""
+    record = poison.record
+    return [
+        *record.headers,
+        ("dlq-reason", poison.reason.encode()),
+        ("dlq-stage", poison.stage.encode()),
+        ("dlq-source-topic", record.topic.encode()),
+        ("dlq-source-partition", str(record.partition).encode()),
+        ("dlq-source-offset", str(record.offset).encode()),
+        ("dlq-source-timestamp", str(record.timestamp).encode()),
+    ]
