@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/*.sh; sourced, not run.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/.run"          # all runtime state (pids, logs, data); gitignored
+# shellcheck disable=SC2034  # used by the scripts that source this file
+if [[ $(id -u) == 0 ]]; then SUDO=""; else SUDO=sudo; fi
+
+# setting NAME [DEFAULT]: the environment wins, then .env, then .env.example — the same
+# precedence the services use, so the scripts and the services agree on ports and URLs.
+setting() {
+  local name=$1 file value
+  if [[ -n ${!name-} ]]; then printf '%s\n' "${!name}"; return; fi
+  for file in "$ROOT/.env" "$ROOT/.env.example"; do
+    [[ -f $file ]] || continue
+    value=$(sed -n "s/^[[:space:]]*\(export[[:space:]]\+\)\?$name=//p" "$file" | tail -n 1)
+    if [[ -n $value ]]; then
+      value=${value%"${value##*[![:space:]]}"}           # trailing blanks
+      [[ $value =~ ^\"(.*)\"$|^\'(.*)\'$ ]] && value=${BASH_REMATCH[1]}${BASH_REMATCH[2]}
+      printf '%s\n' "$value"; return
+    fi
+  done
+  printf '%s\n' "${2-}"
+}
+
+# running PID: alive and not a zombie (a container's init may never reap our children).
+running() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]
+}
+
+# alive NAME PATTERN: the process in .run/NAME.pid runs and is still ours (pids get reused).
+alive() {
+  local pid
+  pid=$(cat "$RUN/$1.pid" 2>/dev/null) && [[ -n $pid ]] && running "$pid" &&
+    grep -qa -- "$2" "/proc/$pid/cmdline" 2>/dev/null
+}
+
+# stop_pid NAME PATTERN: SIGTERM, up to 30 s for a clean exit, then SIGKILL.
+stop_pid() {
+  local name=$1 pid i
+  if ! alive "$name" "$2"; then
+    rm -f "$RUN/$name.pid"; echo "$name: not running"; return 0
+  fi
+  pid=$(<"$RUN/$name.pid")
+  echo "$name: stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do running "$pid" || break; sleep 0.1; done
+  if running "$pid"; then
+    echo "$name: still running after 30 s, sending SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$RUN/$name.pid"
+  echo "$name: stopped"
+}
+
+# port_open HOST PORT: something accepts TCP connections there.
+port_open() {
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# fail_with_log NAME MESSAGE: print the message and the end of .run/NAME.log, then exit 1.
+fail_with_log() {
+  echo "$1: $2; last 30 lines of $RUN/$1.log:" >&2
+  tail -n 30 "$RUN/$1.log" >&2 2>/dev/null || true
+  exit 1
+}
