@@ -24,9 +24,12 @@ setting() {
 }
 
 # running PID: alive and not a zombie (a container's init may never reap our children).
+# Reads /proc directly: minimal images have no ps.
 running() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }                  # the state letter follows the command name's ")"
+  [[ $stat != Z* ]]
 }
 
 # alive NAME PATTERN: the process in .run/NAME.pid runs and is still ours (pids get reused).
