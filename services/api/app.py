@@ -79,7 +79,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         retry=config.retry,
     )
     app[RELAY] = relay
-    running = asyncio.create_task(relay.run(), name="outbox-relay")
+    running = asyncio.create_task(relay.run(app[DATABASE]), name="outbox-relay")
     yield
     relay.stop()
     await running

@@ -67,6 +67,7 @@ class Database:
         self._sql_dir = sql_dir
         self._retry = retry
         self._pool: asyncpg.Pool | None = None
+        self._opened = asyncio.Event()
 
     async def open(self) -> None:
         async def attempt() -> asyncpg.Pool:
@@ -84,7 +85,12 @@ class Database:
         self._pool = await retry_forever(
             attempt, what="connecting to PostgreSQL", config=self._retry, log=log
         )
+        self._opened.set()
         log.info("connected to PostgreSQL; schema up to date")
+
+    async def wait_open(self) -> None:
+        """Return once the pool is open and the schema migrated."""
+        await self._opened.wait()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:

@@ -22,7 +22,7 @@ from ..common.http import Metrics
 from ..common.kafka import ManagedProducer
 from ..common.retry import backoff_delays
 from . import repository
-from .database import OUTBOX_RELAY_LOCK
+from .database import OUTBOX_RELAY_LOCK, Database
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class OutboxRelay:
         self._stopping.set()
         self._wake.set()
 
-    async def run(self) -> None:
+    async def run(self, database: Database) -> None:
+        await database.wait_open()  # the outbox table exists from then on
         delays = backoff_delays(self._retry)
         while not self._stopping.is_set():
             try:

@@ -93,7 +93,6 @@ class ManualProductSchema(Schema):
 
     class Meta:
         unknown = EXCLUDE
-        ordered = True
 
     productId = _text(ID_MAX, metadata={"example": "12369"})
     productName = _text(NAME_MAX, metadata={"example": "Nome do Produto"})
@@ -107,7 +106,6 @@ class ManualProductSchema(Schema):
 class PricingSchema(Schema):
     class Meta:
         unknown = EXCLUDE
-        ordered = True
 
     amount = _money(metadata={"example": 100.0})
     currency = _currency(metadata={"example": "BRL"})
@@ -116,7 +114,6 @@ class PricingSchema(Schema):
 class AvailabilitySchema(Schema):
     class Meta:
         unknown = EXCLUDE
-        ordered = True
 
     quantity = _quantity(metadata={"example": 50})
     timestamp = fields.AwareDateTime(
@@ -131,7 +128,6 @@ class TransformedProductSchema(Schema):
 
     class Meta:
         unknown = EXCLUDE
-        ordered = True
 
     id = _text(ID_MAX, metadata={"example": "12369"})
     name = _text(NAME_MAX, metadata={"example": "Nome do Produto"})

@@ -1,0 +1,83 @@
+"""Fixtures: each integration test gets its own topics, database and service instances."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pytest_aiohttp import AiohttpClient
+
+from services.api.app import create_app as create_api
+from services.api.config import ApiConfig
+from services.common.config import KafkaConfig, RetryConfig
+from services.scheduler.app import create_app as create_scheduler
+from services.scheduler.config import SchedulerConfig
+
+from .helpers import TOKEN, create_database, drop_database, eventually, isolated_kafka, unique
+
+Client = TestClient[web.Request, web.Application]
+
+FAST_RETRY = RetryConfig(initial_delay=0.05, max_delay=0.5)
+
+
+@pytest.fixture
+def kafka() -> KafkaConfig:
+    return isolated_kafka()
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[str]:
+    url = await create_database()
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture
+def api_config(kafka: KafkaConfig, database: str) -> ApiConfig:
+    return ApiConfig(
+        api_token=TOKEN,
+        database_url=database,
+        kafka=kafka,
+        retry=FAST_RETRY,
+        outbox_poll_interval=0.2,
+        max_body_bytes=256 * 1024,
+    )
+
+
+async def _wait_ready(client: Client, name: str) -> None:
+    async def ready() -> bool:
+        response = await client.get("/ready")
+        return response.status == 200
+
+    await eventually(ready, within=60, what=f"the {name} answering 200 on /ready")
+
+
+@pytest.fixture
+async def api(api_config: ApiConfig, aiohttp_client: AiohttpClient) -> Client:
+    """The API, started on a free port and ready (database migrated, Kafka connected)."""
+    client = await aiohttp_client(create_api(api_config))
+    await _wait_ready(client, "API")
+    return client
+
+
+@pytest.fixture
+def scheduler_config(kafka: KafkaConfig, api: Client) -> SchedulerConfig:
+    server: TestServer = api.server  # type: ignore[assignment]
+    return SchedulerConfig(
+        api_token=TOKEN,
+        api_url=str(server.make_url("")).rstrip("/"),
+        kafka=kafka,
+        retry=FAST_RETRY,
+        consumer_group=unique("group"),
+        shutdown_timeout=5,
+    )
+
+
+@pytest.fixture
+async def scheduler(scheduler_config: SchedulerConfig, aiohttp_client: AiohttpClient) -> Client:
+    """The scheduler, consuming the test's topic and calling the test's API."""
+    client = await aiohttp_client(create_scheduler(scheduler_config))
+    await _wait_ready(client, "scheduler")
+    return client

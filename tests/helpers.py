@@ -1,0 +1,176 @@
+"""Test helpers: isolated Kafka topics and databases, bounded waits, topic readers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from dotenv import dotenv_values
+
+from services.common import jsoncodec
+from services.common.config import KafkaConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+# The settings `make test` runs with: .env.example, then .env, then the environment.
+ENV: dict[str, str] = {
+    key: value
+    for source in (dotenv_values(ROOT / ".env.example"), dotenv_values(ROOT / ".env"), os.environ)
+    for key, value in source.items()
+    if value is not None
+}
+BOOTSTRAP = ENV["KAFKA_BOOTSTRAP_SERVERS"]
+DATABASE_URL = ENV["DATABASE_URL"]
+TOKEN = "test-token"
+
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def isolated_kafka(partitions: int = 3) -> KafkaConfig:
+    """Topics of the test's own, named after the real ones."""
+    run = unique("t")
+    return KafkaConfig(
+        bootstrap_servers=BOOTSTRAP,
+        topic_cadastro=f"{run}.cadastro-produtos",
+        topic_persistidos=f"{run}.produtos-persistidos",
+        topic_dlq=f"{run}.cadastro-produtos.dlq",
+        partitions=partitions,
+    )
+
+
+def database_url(name: str) -> str:
+    parts = urlsplit(DATABASE_URL)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def create_database() -> str:
+    """A fresh, empty database owned by the project's role; returns its URL."""
+    name = unique("fluxo_test").replace("-", "_")
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return database_url(name)
+
+
+async def drop_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(DATABASE_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.05
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming what did not happen."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:.0f}s")
+        await asyncio.sleep(every)
+
+
+class TopicReader:
+    """Reads every partition of a topic from the beginning, without a consumer group."""
+
+    def __init__(self, topic: str, partitions: int = 3) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.records: list[ConsumerRecord[bytes, bytes]] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def read_until(
+        self,
+        done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+        *,
+        within: float,
+        what: str,
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        deadline = time.monotonic() + within
+        while not done(self.records):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{what} did not happen within {within:.0f}s "
+                    f"({len(self.records)} records read from {self.topic})"
+                )
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for batch in batches.values():
+                self.records.extend(batch)
+        return self.records
+
+    async def read(self, count: int, *, within: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
+        return await self.read_until(
+            lambda records: len(records) >= count,
+            within=within,
+            what=f"{count} records arriving on {self.topic}",
+        )
+
+    async def nothing_more(self, *, within: float) -> None:
+        """Read for ``within`` seconds; used only to show that nothing else arrives."""
+        before = len(self.records)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for batch in (await self._consumer.getmany(timeout_ms=100)).values():
+                self.records.extend(batch)
+        assert len(self.records) == before, f"unexpected records on {self.topic}"
+
+
+async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        deliveries = [await producer.send(topic, key=key, value=value) for key, value in records]
+        await asyncio.gather(*deliveries)
+    finally:
+        await producer.stop()
+
+
+def manual_record(product_id: str, **changes: Any) -> dict[str, Any]:
+    """An input record as the original description shows it."""
+    record: dict[str, Any] = {
+        "productId": product_id,
+        "productName": "Nome do Produto",
+        "productDescription": "Descrição do Produto",
+        "price": 100.0,
+        "currency": "BRL",
+        "stockQuantity": 50,
+        "category": "Categoria do Produto",
+    }
+    record.update(changes)
+    return record
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    return jsoncodec.dumps(record)
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
