@@ -1,0 +1,184 @@
+"""The API on its own: errors a client can cause, the batch form, and idempotent upserts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from services.api.config import ApiConfig
+from services.common import jsoncodec
+from services.common.config import KafkaConfig
+
+from ..helpers import TopicReader, auth, unique
+
+Client = TestClient[web.Request, web.Application]
+
+
+def transformed(
+    product_id: str, timestamp: str = "2024-06-12T12:00:00.000Z", **changes: Any
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": product_id,
+        "name": "Nome do Produto",
+        "description": "Descrição do Produto",
+        "pricing": {"amount": 100.0, "currency": "BRL"},
+        "availability": {"quantity": 50, "timestamp": timestamp},
+        "category": "Categoria do Produto",
+    }
+    record.update(changes)
+    return record
+
+
+async def count_rows(database: str, table: str) -> int:
+    conn = await asyncpg.connect(database)
+    try:
+        count: int = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        return count
+    finally:
+        await conn.close()
+
+
+async def test_malformed_json_is_400_and_other_media_types_are_415(api: Client) -> None:
+    response = await api.post(
+        "/produto/manual",
+        data=b'{"productId": ',
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "bad_request"
+
+    response = await api.post(
+        "/produto/manual", data=b"productId=1", headers={**auth(), "Content-Type": "text/plain"}
+    )
+    assert response.status == 415
+    assert (await response.json())["error"]["code"] == "unsupported_media_type"
+
+
+async def test_body_over_the_limit_is_413(api: Client, api_config: ApiConfig) -> None:
+    huge = transformed("p", description="x" * (api_config.max_body_bytes + 1))
+    response = await api.post("/produto/scheduler", json=huge, headers=auth())
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "body_too_large"
+
+
+async def test_a_json_array_instead_of_a_record_is_422(api: Client) -> None:
+    response = await api.post("/produto/scheduler", json=[1, 2], headers=auth())
+    assert response.status == 422
+    assert "_schema" in (await response.json())["error"]["fields"]
+
+
+async def test_batch_persists_the_valid_items_and_names_the_invalid_ones(
+    api: Client, api_config: ApiConfig, kafka: KafkaConfig
+) -> None:
+    good = [transformed(unique("b")) for _ in range(3)]
+    bad = transformed(unique("b"), pricing={"amount": -5, "currency": "BRL"})
+    items = [
+        {"product": good[0], "source": {"topic": "t", "partition": 0, "offset": 1}},
+        {"product": bad},
+        {"product": good[1]},
+        "not an object",
+        {"product": good[2], "source": {"topic": "t", "partition": "x", "offset": 3}},
+    ]
+
+    response = await api.post("/produto/scheduler/batch", json={"items": items}, headers=auth())
+
+    assert response.status == 200
+    results = (await response.json())["results"]
+    assert [r["status"] for r in results] == [
+        "created",
+        "rejected",
+        "created",
+        "rejected",
+        "rejected",
+    ]
+    assert results[1]["id"] == bad["id"]
+    assert results[1]["error"]["fields"] == {
+        "product": {
+            "pricing": {
+                "amount": ["Must be greater than or equal to 0 and less than 1000000000000."]
+            }
+        }
+    }
+    assert set(results[4]["error"]["fields"]) == {"source"}
+    assert await count_rows(api_config.database_url, "products") == 2
+    async with TopicReader(kafka.topic_persistidos) as persisted:
+        published = await persisted.read(2)
+    assert {r.key for r in published} == {good[0]["id"].encode(), good[1]["id"].encode()}
+
+
+async def test_empty_or_oversized_batches_are_refused(api: Client) -> None:
+    for body in ({"items": []}, {"items": [{}] * 5001}, {"records": []}, []):
+        response = await api.post("/produto/scheduler/batch", json=body, headers=auth())
+        assert response.status == 422
+        assert "items" in (await response.json())["error"]["fields"]
+
+
+async def test_newer_record_updates_and_an_older_replay_never_regresses(
+    api: Client, api_config: ApiConfig, kafka: KafkaConfig
+) -> None:
+    product_id = unique("p")
+    old = transformed(product_id, "2024-06-12T12:00:00.000Z", name="Primeiro")
+    new = transformed(product_id, "2024-06-12T12:00:05.000Z", name="Segundo")
+
+    assert (await api.post("/produto/scheduler", json=old, headers=auth())).status == 201
+    updated = await api.post("/produto/scheduler", json=new, headers=auth())
+    replayed = await api.post("/produto/scheduler", json=old, headers=auth())
+
+    assert updated.status == 200
+    assert (await updated.json())["status"] == "updated"
+    assert replayed.status == 200
+    assert await replayed.json() == {"status": "unchanged", "product": new}
+    stored = await api.get(f"/produtos/{product_id}", headers=auth())
+    assert (await stored.json())["name"] == "Segundo"
+    async with TopicReader(kafka.topic_persistidos) as persisted:
+        events = await persisted.read(2)
+        await persisted.nothing_more(within=1)
+    assert [jsoncodec.loads(e.value)["name"] for e in events] == ["Primeiro", "Segundo"]
+    assert int(dict(events[0].headers)["event-id"]) < int(dict(events[1].headers)["event-id"])
+
+
+async def test_within_one_batch_the_newest_record_of_a_product_wins(api: Client) -> None:
+    product_id = unique("p")
+    items = [
+        {
+            "product": transformed(product_id, name="b"),
+            "source": {"topic": "t", "partition": 0, "offset": 8},
+        },
+        {
+            "product": transformed(product_id, name="a"),
+            "source": {"topic": "t", "partition": 0, "offset": 7},
+        },
+    ]
+    response = await api.post("/produto/scheduler/batch", json={"items": items}, headers=auth())
+    assert response.status == 200
+    stored = await (await api.get(f"/produtos/{product_id}", headers=auth())).json()
+    assert stored["name"] == "b"
+
+
+async def test_money_is_stored_exactly(api: Client, api_config: ApiConfig) -> None:
+    product_id = unique("p")
+    body = transformed(product_id, pricing={"amount": 999999999999.99, "currency": "USD"})
+    assert (await api.post("/produto/scheduler", json=body, headers=auth())).status == 201
+    conn = await asyncpg.connect(api_config.database_url)
+    try:
+        amount = await conn.fetchval(
+            "SELECT price_amount::text FROM products WHERE id = $1", product_id
+        )
+    finally:
+        await conn.close()
+    assert amount == "999999999999.99"
+    stored = await (await api.get(f"/produtos/{product_id}", headers=auth())).json()
+    assert stored["pricing"] == {"amount": 999999999999.99, "currency": "USD"}
+
+
+async def test_probes_and_metrics_need_no_token(api: Client) -> None:
+    assert (await api.get("/health")).status == 200
+    ready = await api.get("/ready")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"database": True, "kafka": True, "outbox_relay": True}
+    metrics = await api.get("/metrics")
+    assert metrics.status == 200
+    assert "fluxo_api_persisted_records_total" in await metrics.text()
