@@ -110,7 +110,8 @@ async def test_batch_persists_the_valid_items_and_names_the_invalid_ones(
 
 
 async def test_empty_or_oversized_batches_are_refused(api: Client) -> None:
-    for body in ({"items": []}, {"items": [{}] * 5001}, {"records": []}, []):
+    bodies: list[Any] = [{"items": []}, {"items": [{}] * 5001}, {"records": []}, []]
+    for body in bodies:
         response = await api.post("/produto/scheduler/batch", json=body, headers=auth())
         assert response.status == 422
         assert "items" in (await response.json())["error"]["fields"]

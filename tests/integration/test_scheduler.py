@@ -36,7 +36,9 @@ async def test_poison_records_are_dead_lettered_with_the_reason_and_the_rest_flo
         (b"empty", b"", "decode"),
         (b"huge", encode(manual_record("h1", productDescription="x" * 1_000_000)), "validate"),
     ]
-    records = [(r["productId"].encode(), encode(r)) for r in good[:2]]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (r["productId"].encode(), encode(r)) for r in good[:2]
+    ]
     records += [(key, value) for key, value, _ in poison]
     records += [(r["productId"].encode(), encode(r)) for r in good[2:]]
 
