@@ -2,7 +2,7 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs test lint bench clean
+.PHONY: help install up down logs psql read-topic test lint bench clean
 
 VENV := .venv
 PYTEST_ARGS ?= -v
@@ -39,6 +39,12 @@ down:  ## stop what `make up` started
 
 logs:  ## follow the logs of everything `make up` started
 	tail -n 50 -F .run/*.log
+
+psql:  ## open psql on the database of DATABASE_URL
+	@source scripts/lib.sh && psql "$$(setting DATABASE_URL)"
+
+read-topic: install .env  ## print TOPIC's records as JSON lines (default produtos-persistidos)
+	$(VENV)/bin/python scripts/read_topic.py $(TOPIC)
 
 test: install .env  ## start PostgreSQL and Kafka, run the whole test suite
 	scripts/postgres.sh start
