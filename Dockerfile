@@ -19,16 +19,15 @@ WORKDIR /app
 
 # Dependencies first, in their own layer: it is rebuilt only when pyproject.toml
 # (or README.md, which pyproject names as the readme) changes, not on every code edit.
+# No code is copied yet, so this installs the pinned dependencies alone.
 COPY pyproject.toml README.md ./
 RUN pip install --no-cache-dir . \
     && rm -rf build ./*.egg-info
 
-# The code, then the project itself (no dependency resolution again).
-# sql/ must be in /app/sql: the API applies sql/*.sql, relative to the working directory, at start-up.
+# The code runs from /app (python -m from the working directory); the API applies the
+# schema files in sql/, which it finds beside services/.
 COPY services/ ./services/
 COPY sql/ ./sql/
-RUN pip install --no-cache-dir --no-deps . \
-    && rm -rf build ./*.egg-info
 
 USER 10001:10001
 
