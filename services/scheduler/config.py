@@ -17,6 +17,8 @@ class SchedulerConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     consumer_group: str = "fluxo-scheduler"
     batch_size: int = 500
+    # Batches at the API at once: the next one is fetched and prepared meanwhile.
+    in_flight_batches: int = 2
     request_timeout: float = 10.0
     # How long SIGTERM waits for the batch in flight before giving it up (uncommitted,
     # so it is delivered again).
@@ -33,6 +35,9 @@ class SchedulerConfig:
             retry=RetryConfig.from_env(env),
             consumer_group=env.text("KAFKA_CONSUMER_GROUP", cls.consumer_group),
             batch_size=env.integer("SCHEDULER_BATCH_SIZE", cls.batch_size, minimum=1),
+            in_flight_batches=env.integer(
+                "SCHEDULER_IN_FLIGHT_BATCHES", cls.in_flight_batches, minimum=1
+            ),
             request_timeout=env.number(
                 "SCHEDULER_REQUEST_TIMEOUT", cls.request_timeout, minimum=0.1
             ),

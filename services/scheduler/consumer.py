@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,12 +21,12 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ..common.config import KafkaConfig
-from ..common.http import Metrics
+from ..common.http import Metrics, Unavailable
 from ..common.kafka import ManagedProducer, ensure_topics
 from ..common.retry import backoff_delays, retry_forever
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
-from .records import Poison, dead_letter_headers, prepare
+from .records import Poison, Work, dead_letter_headers, prepare
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,14 @@ class Replay:
     offsets: dict[int, int] | None = None
 
 
+@dataclass
+class _InFlight:
+    """A batch handed to the API, and the offsets to commit once it is done."""
+
+    offsets: dict[TopicPartition, int]
+    delivery: asyncio.Task[None]
+
+
 class ProductConsumer:
     def __init__(
         self,
@@ -58,8 +67,12 @@ class ProductConsumer:
         self._metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
-        self._in_flight = asyncio.Lock()
+        # Batches in flight, oldest first; their offsets are committed in this order.
+        self._in_flight: deque[_InFlight] = deque()
+        # Held while committing; a rebalance takes it to commit what is in flight first.
+        self._commit_lock = asyncio.Lock()
         self._operator_paused = False
+        self._failing = 0  # deliveries currently retrying; fetching is paused while > 0
         self._replays: asyncio.Queue[tuple[Replay, asyncio.Future[dict[str, int]]]] = (
             asyncio.Queue()
         )
@@ -75,6 +88,21 @@ class ProductConsumer:
     # --- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
+        """Consume until stopped; an unexpected failure restarts the consumer."""
+        delays = backoff_delays(self._config.retry)
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+            except Exception:
+                delay = next(delays)
+                log.exception("consumer failed; rejoining the group in %.2fs", delay)
+                await asyncio.sleep(delay)
+
+    def stop(self) -> None:
+        """Stop fetching; the batches in flight finish and are committed."""
+        self._stopping.set()
+
+    async def _consume(self) -> None:
         consumer = await retry_forever(
             self._start_consumer,
             what="joining the consumer group",
@@ -85,21 +113,30 @@ class ProductConsumer:
         self.state = "paused" if self._operator_paused else "running"
         try:
             while not self._stopping.is_set():
-                await self._apply_replays(consumer)
+                if not self._replays.empty():
+                    await self._apply_replays(consumer)
                 batches = await consumer.getmany(
                     timeout_ms=200, max_records=self._config.batch_size
                 )
                 if batches:
-                    async with self._in_flight:
-                        await self._process(consumer, batches)
+                    self._start_delivery(consumer, batches)
+                # Overlap: the next batch is fetched and prepared while this one is at the
+                # API; wait only when too many are in flight or nothing new arrived.
+                async with self._commit_lock:
+                    await self._commit_done(
+                        consumer,
+                        wait=not batches or len(self._in_flight) >= self._config.in_flight_batches,
+                    )
+            async with self._commit_lock:
+                await self._commit_done(consumer, wait=True, everything=True)
         finally:
+            for batch in self._in_flight:
+                batch.delivery.cancel()
+            self._in_flight.clear()
             self._consumer = None
+            self._failing = 0
             await consumer.stop()  # leaves the group at once, so partitions move on
             log.info("consumer stopped")
-
-    def stop(self) -> None:
-        """Stop fetching; the batch in flight finishes and is committed."""
-        self._stopping.set()
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
         kafka: KafkaConfig = self._config.kafka
@@ -120,9 +157,9 @@ class ProductConsumer:
         log.info("consuming %s as group %s", kafka.topic_cadastro, self._config.consumer_group)
         return consumer
 
-    # --- one batch ---------------------------------------------------------------
+    # --- batches -----------------------------------------------------------------
 
-    async def _process(
+    def _start_delivery(
         self,
         consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
@@ -130,16 +167,38 @@ class ProductConsumer:
         records = [record for partition in batches.values() for record in partition]
         self._metrics.inc("records_total", len(records))
         work, poison = prepare(records)
+        offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
+        delivery = asyncio.create_task(self._deliver(consumer, work, poison))
+        self._in_flight.append(_InFlight(offsets, delivery))
+
+    async def _deliver(
+        self, consumer: AIOKafkaConsumer, work: list[Work], poison: list[Poison]
+    ) -> None:
+        """Hand a batch to the API and its poison to the dead-letter topic, retrying."""
         if work:
             rejected = await self._retrying(consumer, "persist", lambda: self._api.persist(work))
-            poison += rejected
+            poison = poison + rejected
             self._metrics.inc("persisted_total", len(work) - len(rejected))
         if poison:
             await self._retrying(consumer, "dead-letter", lambda: self._dead_letter(poison))
-        await self._commit(
-            consumer, {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
-        )
-        log.debug("batch of %d records done, %d dead-lettered", len(records), len(poison))
+        log.debug("batch of %d records done, %d dead-lettered", len(work), len(poison))
+
+    async def _commit_done(
+        self, consumer: AIOKafkaConsumer, *, wait: bool, everything: bool = False
+    ) -> None:
+        """Commit the batches in flight that are done, oldest first.
+
+        With ``wait``, waits for the oldest one at least; with ``everything``, for all.
+        Call it holding the commit lock.
+        """
+        offsets: dict[TopicPartition, int] = {}
+        while self._in_flight and (self._in_flight[0].delivery.done() or wait or everything):
+            batch = self._in_flight[0]
+            await asyncio.shield(batch.delivery)
+            self._in_flight.popleft()
+            offsets.update(batch.offsets)
+            wait = False
+        await self._commit(consumer, offsets)
 
     async def _dead_letter(self, poison: Sequence[Poison]) -> None:
         producer = self._dead_letters.get()
@@ -171,24 +230,27 @@ class ProductConsumer:
     ) -> T:
         """Run ``action`` until it succeeds; fetching is paused while it fails."""
         delays = backoff_delays(self._config.retry)
-        paused = False
+        failing = False
         try:
             while True:
                 try:
                     return await action()
-                except (TransientError, KafkaError, TimeoutError) as exc:
-                    # The Kafka errors come from the dead-letter producer.
-                    if not paused:
+                except (TransientError, KafkaError, TimeoutError, Unavailable) as exc:
+                    # The Kafka errors and Unavailable come from the dead-letter producer.
+                    if not failing:
+                        failing = True
+                        self._failing += 1
                         consumer.pause(*consumer.assignment())
-                        paused = True
                         self.state = "retrying"
                     delay = next(delays)
                     self._metrics.inc("retries_total", operation=what)
                     log.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
                     await asyncio.sleep(delay)
         finally:
-            if paused:
-                self._resume(consumer)
+            if failing:
+                self._failing -= 1
+                if self._failing == 0:
+                    self._resume(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         owned = consumer.assignment()
@@ -217,6 +279,9 @@ class ProductConsumer:
             self._resume(self._consumer)
 
     def _resume(self, consumer: AIOKafkaConsumer) -> None:
+        if self._failing:
+            self.state = "retrying"
+            return
         if self._operator_paused:
             self.state = "paused"
             return
@@ -230,6 +295,9 @@ class ProductConsumer:
         return await done
 
     async def _apply_replays(self, consumer: AIOKafkaConsumer) -> None:
+        async with self._commit_lock:
+            # Batches still in flight would commit offsets past the replay point.
+            await self._commit_done(consumer, wait=True, everything=True)
         while not self._replays.empty():
             request, done = self._replays.get_nowait()
             try:
@@ -301,14 +369,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Let the batch in flight finish and commit, so that the next owner of these
-        # partitions starts after it instead of processing it again.
+        # Let the batches in flight finish and commit, so that the next owner of these
+        # partitions starts after them instead of processing them again.
+        owner = self._owner
+        consumer = owner._consumer
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(REVOKE_WAIT), self._owner._in_flight:
-                pass
-        except TimeoutError:
-            log.warning("rebalance went ahead with a batch still in flight")
+        if consumer is not None:
+            try:
+                async with asyncio.timeout(REVOKE_WAIT), owner._commit_lock:
+                    await owner._commit_done(consumer, wait=True, everything=True)
+            except TimeoutError:
+                log.warning("rebalance went ahead with batches still in flight")
         log.info(
             "partitions revoked: %s (waited %.2fs)",
             sorted(tp.partition for tp in revoked),
