@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -178,7 +178,3 @@ def metrics_handler(metrics: Metrics) -> Handler:
         return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
 
     return handler
-
-
-def paths(app: web.Application) -> Iterable[str]:
-    return sorted({route.resource.canonical for route in app.router.routes() if route.resource})

@@ -14,7 +14,7 @@ from ..common.contracts import ManualProductSchema, TransformedProductSchema, lo
 from ..common.http import ApiError, invalid, json_response, read_json
 from ..common.transform import transform
 from .consumer import Replay
-from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS
+from .keys import API, CONSUMER, DEAD_LETTERS
 
 routes = web.RouteTableDef()
 
@@ -187,7 +187,3 @@ async def dry_run(request: web.Request) -> web.Response:
                 fields={"timestamp": ["Not a valid aware ISO 8601 datetime."]},
             )
     return json_response(transform(product, int(moment.timestamp() * 1000)))
-
-
-def configured_topic(request: web.Request) -> str:
-    return request.app[CONFIG].kafka.topic_cadastro
