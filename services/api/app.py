@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..common.http import Metrics, bearer_auth, error_middleware, metrics_handler, setup_docs
+from ..common.http import (
+    Metrics,
+    bearer_auth,
+    error_middleware,
+    metrics_handler,
+    setup_docs,
+    trace_middleware,
+)
 from ..common.kafka import ManagedProducer
 from .config import ApiConfig
 from .database import Database
@@ -25,7 +32,7 @@ DESCRIPTION = (
 def create_app(config: ApiConfig) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     app = web.Application(
-        middlewares=[error_middleware, bearer_auth(config.api_token)],
+        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_token)],
         client_max_size=config.max_body_bytes,
     )
     metrics = Metrics("fluxo_api")

@@ -21,7 +21,7 @@ from ..common.contracts import (
     load_manual,
     load_transformed,
 )
-from ..common.http import ApiError, Unavailable, invalid, json_response, read_json
+from ..common.http import ApiError, Unavailable, invalid, json_response, read_json, trace_id
 from . import repository, schemas
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
 from .repository import Outcome, Source
@@ -87,16 +87,23 @@ async def produce_manual(request: web.Request) -> web.Response:
                 config.kafka.topic_cadastro,
                 value=jsoncodec.dumps(record),
                 key=product["productId"].encode(),
+                headers=[("trace-id", trace_id(request).encode())],
             )
     except (KafkaError, TimeoutError) as exc:
-        log.warning("producing product %s failed: %s", product["productId"], exc)
+        log.warning(
+            "producing product %s failed trace=%s: %s",
+            product["productId"],
+            trace_id(request),
+            exc,
+        )
         raise Unavailable("Kafka did not acknowledge the record.") from exc
     log.info(
-        "produced product %s to %s[%d]@%d",
+        "produced product %s to %s[%d]@%d trace=%s",
         product["productId"],
         metadata.topic,
         metadata.partition,
         metadata.offset,
+        trace_id(request),
     )
     request.app[METRICS].inc("manual_records_total")
     return json_response(
@@ -148,7 +155,7 @@ async def persist_one(request: web.Request) -> web.Response:
         raise invalid(error) from None
     outcomes, document = await persist(request, [(product, None)])
     outcome = outcomes[product["id"]]
-    log.info("product %s %s", product["id"], outcome.value)
+    log.info("product %s %s trace=%s", product["id"], outcome.value, trace_id(request))
     return json_response(
         {"status": outcome.value, "product": jsoncodec.loads(document or "null")},
         status=STATUS[outcome],
@@ -202,7 +209,12 @@ async def persist_batch(request: web.Request) -> web.Response:
             if result["status"] is None:
                 result["status"] = outcomes[result["id"]].value
     rejected = len(items) - len(valid)
-    log.info("batch of %d records persisted, %d rejected", len(valid), rejected)
+    log.info(
+        "batch of %d records persisted, %d rejected trace=%s",
+        len(valid),
+        rejected,
+        trace_id(request),
+    )
     return json_response({"results": results})
 
 

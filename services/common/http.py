@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -72,6 +73,28 @@ def error_response(error: ApiError) -> web.Response:
     return response
 
 
+TRACE_HEADER = "X-Trace-Id"
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def trace_id(request: web.Request) -> str:
+    """The request's trace id: the caller's ``X-Trace-Id``, or a new one."""
+    trace: str = request["trace_id"]
+    return trace
+
+
+@web.middleware
+async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request a trace id, logged with what it causes and echoed in the answer."""
+    request["trace_id"] = request.headers.get(TRACE_HEADER, "")[:64] or new_trace_id()
+    response = await handler(request)
+    response.headers[TRACE_HEADER] = request["trace_id"]
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -83,7 +106,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return error_response(ApiError(exc.status, exc.reason))
     except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception(
+            "unexpected error on %s %s trace=%s",
+            request.method,
+            request.path,
+            request.get("trace_id"),
+        )
         return error_response(ApiError(500, "Internal error.", code="internal"))
 
 

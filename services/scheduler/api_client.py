@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from ..common import jsoncodec
+from ..common.http import TRACE_HEADER, new_trace_id
 from .records import Poison, Work, invalid_fields
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,14 @@ class ApiClient:
             "Content-Type": "application/json",
         }
 
-    async def persist(self, work: Sequence[Work]) -> list[Poison]:
+    async def persist(self, work: Sequence[Work], trace: str | None = None) -> list[Poison]:
         """Persist a batch; returns the records the API rejected for good.
 
         A batch the API refuses as a whole (too large, say) is split in halves until the
         record at fault stands alone, so one bad record never holds back the others.
         """
-        status, body = await self._post(work)
+        trace = trace or new_trace_id()
+        status, body = await self._post(work, trace)
         if status == 200:
             return [
                 Poison(work[result["index"]].record, "api", invalid_fields(result["error"]))
@@ -49,14 +51,18 @@ class ApiClient:
             ]
         if len(work) > 1:
             middle = len(work) // 2
-            return [*await self.persist(work[:middle]), *await self.persist(work[middle:])]
+            return [
+                *await self.persist(work[:middle], trace),
+                *await self.persist(work[middle:], trace),
+            ]
         reason = f"API answered {status}: {jsoncodec.dumps(body).decode()[:500]}"
         return [Poison(work[0].record, "api", reason)]
 
-    async def _post(self, work: Sequence[Work]) -> tuple[int, Any]:
+    async def _post(self, work: Sequence[Work], trace: str) -> tuple[int, Any]:
         payload = jsoncodec.dumps({"items": [w.item for w in work]})
+        headers = {**self._headers, TRACE_HEADER: trace}
         try:
-            async with self._session.post(self._url, data=payload, headers=self._headers) as resp:
+            async with self._session.post(self._url, data=payload, headers=headers) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from ..common.http import Metrics, bearer_auth, error_middleware, metrics_handler, setup_docs
+from ..common.http import (
+    Metrics,
+    bearer_auth,
+    error_middleware,
+    metrics_handler,
+    setup_docs,
+    trace_middleware,
+)
 from ..common.kafka import ManagedProducer
 from .api_client import ApiClient
 from .config import SchedulerConfig
@@ -29,7 +36,9 @@ DESCRIPTION = (
 
 def create_app(config: SchedulerConfig) -> web.Application:
     """Build the application; no I/O happens until it starts."""
-    app = web.Application(middlewares=[error_middleware, bearer_auth(config.api_token)])
+    app = web.Application(
+        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_token)]
+    )
     app[CONFIG] = config
     app[METRICS] = Metrics("fluxo_scheduler")
     app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx])

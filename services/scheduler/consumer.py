@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ..common.config import KafkaConfig
-from ..common.http import Metrics, Unavailable
+from ..common.http import Metrics, Unavailable, new_trace_id
 from ..common.kafka import ManagedProducer, ensure_topics
 from ..common.retry import backoff_delays, retry_forever
 from .api_client import ApiClient, TransientError
@@ -168,20 +168,34 @@ class ProductConsumer:
         self._metrics.inc("records_total", len(records))
         work, poison = prepare(records)
         offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
-        delivery = asyncio.create_task(self._deliver(consumer, work, poison))
+        trace = new_trace_id()
+        log.info(
+            "batch trace=%s: %d records from %s",
+            trace,
+            len(records),
+            ", ".join(
+                f"{tp.topic}[{tp.partition}]@{partition[0].offset}-{partition[-1].offset}"
+                for tp, partition in batches.items()
+            ),
+        )
+        delivery = asyncio.create_task(self._deliver(consumer, work, poison, trace))
         self._in_flight.append(_InFlight(offsets, delivery))
 
     async def _deliver(
-        self, consumer: AIOKafkaConsumer, work: list[Work], poison: list[Poison]
+        self, consumer: AIOKafkaConsumer, work: list[Work], poison: list[Poison], trace: str
     ) -> None:
         """Hand a batch to the API and its poison to the dead-letter topic, retrying."""
+        rejected: list[Poison] = []
         if work:
-            rejected = await self._retrying(consumer, "persist", lambda: self._api.persist(work))
-            poison = poison + rejected
-            self._metrics.inc("persisted_total", len(work) - len(rejected))
-        if poison:
-            await self._retrying(consumer, "dead-letter", lambda: self._dead_letter(poison))
-        log.debug("batch of %d records done, %d dead-lettered", len(work), len(poison))
+            rejected = await self._retrying(
+                consumer, "persist", lambda: self._api.persist(work, trace)
+            )
+        dead = poison + rejected
+        if dead:
+            await self._retrying(consumer, "dead-letter", lambda: self._dead_letter(dead))
+        persisted = len(work) - len(rejected)
+        self._metrics.inc("persisted_total", persisted)
+        log.info("batch trace=%s: %d persisted, %d dead-lettered", trace, persisted, len(dead))
 
     async def _commit_done(
         self, consumer: AIOKafkaConsumer, *, wait: bool, everything: bool = False
