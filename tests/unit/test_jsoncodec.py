@@ -1,0 +1,100 @@
+"""JSON on the hot path: money as JSON numbers that keep their value, text as UTF-8."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.common import jsoncodec
+from services.common.contracts import PRICE_LIMIT, load_transformed
+
+LARGEST_PRICE = Decimal("999999999999.99")
+
+
+def cents_sample(count: int, seed: int = 20240612) -> list[Decimal]:
+    """Edge amounts and a seeded random sample of cents values below ``PRICE_LIMIT``."""
+    rng = random.Random(seed)
+    largest_cents = PRICE_LIMIT * 100 - 1
+    edges = [0, 1, 5, 10, 99, 100, 10050, 123456, largest_cents - 1, largest_cents]
+    # Uniform over the range, and uniform over the number of digits (small amounts too).
+    uniform = [rng.randint(0, largest_cents) for _ in range(count // 2)]
+    by_digits = [rng.randint(0, 10 ** rng.randint(1, 14) - 1) for _ in range(count - count // 2)]
+    return [Decimal(cents).scaleb(-2) for cents in edges + uniform + by_digits]
+
+
+def test_the_sample_spans_every_magnitude_up_to_the_largest_price() -> None:
+    sample = cents_sample(10_000)
+
+    assert max(sample) == LARGEST_PRICE
+    assert {len(amount.as_tuple().digits) for amount in sample} == set(range(1, 15))
+
+
+def test_money_of_up_to_fourteen_digits_parses_back_to_the_same_decimal() -> None:
+    for amount in cents_sample(10_000):
+        text = jsoncodec.dumps(amount)
+
+        assert Decimal(text.decode()) == amount, text  # the JSON number spells the amount
+        assert Decimal(str(jsoncodec.loads(text))) == amount, text  # and parses back to it
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (Decimal("0"), b"0.0"),
+        (Decimal("0.01"), b"0.01"),
+        (Decimal("0.1"), b"0.1"),
+        (Decimal("100.50"), b"100.5"),
+        (Decimal("1234.56"), b"1234.56"),
+        (LARGEST_PRICE, b"999999999999.99"),
+    ],
+)
+def test_money_is_written_as_a_json_number(amount: Decimal, text: bytes) -> None:
+    assert jsoncodec.dumps({"amount": amount}) == b'{"amount":' + text + b"}"
+
+
+def test_money_through_json_satisfies_the_contract_with_the_same_value() -> None:
+    for amount in cents_sample(200, seed=7):
+        record: dict[str, Any] = {
+            "id": "12369",
+            "name": "Nome do Produto",
+            "description": "Descrição do Produto",
+            "pricing": {"amount": amount, "currency": "BRL"},
+            "availability": {"quantity": 50, "timestamp": "2024-06-12T12:00:00.000Z"},
+            "category": "Categoria do Produto",
+        }
+
+        product = load_transformed(jsoncodec.loads(jsoncodec.dumps(record)))
+
+        assert product["pricing"]["amount"] == amount
+
+
+def test_unicode_is_written_as_utf8_not_escaped() -> None:
+    text = "Descrição do Produto: maçã, café ✓ 🍍 中文"
+
+    data = jsoncodec.dumps({"description": text})
+
+    assert data == b'{"description":"' + text.encode("utf-8") + b'"}'
+    assert b"\\u" not in data
+    assert jsoncodec.loads(data) == {"description": text}
+
+
+def test_text_and_bytes_are_both_parsed() -> None:
+    assert jsoncodec.loads('{"a": "ç"}') == jsoncodec.loads('{"a": "ç"}'.encode()) == {"a": "ç"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1, 2}, object(), b"bytes", complex(1, 2), {"nested": [frozenset()]}],
+    ids=["set", "object", "bytes", "complex", "nested-frozenset"],
+)
+def test_a_value_json_cannot_carry_raises_type_error(value: Any) -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        jsoncodec.dumps(value)
+
+
+def test_malformed_json_raises_the_codecs_decode_error() -> None:
+    with pytest.raises(jsoncodec.JSONDecodeError):
+        jsoncodec.loads(b"{not json")

@@ -1,0 +1,230 @@
+"""From a Kafka record to the item the API persists, or to the reason it cannot be."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.common import jsoncodec
+from services.common.transform import transform
+from services.scheduler.records import (
+    Poison,
+    PoisonError,
+    dead_letter_headers,
+    decode,
+    prepare,
+    to_work,
+)
+
+from ..helpers import encode, manual_record
+from .fakes import EXAMPLE_TIMESTAMP_MS, FakeRecord
+
+
+def poison_error(value: bytes | None) -> PoisonError:
+    with pytest.raises(PoisonError) as caught:
+        decode(value)
+    return caught.value
+
+
+def reported_fields(reason: str) -> Any:
+    prefix = "invalid fields: "
+    assert reason.startswith(prefix), reason
+    return jsoncodec.loads(reason.removeprefix(prefix))
+
+
+# --- decode -----------------------------------------------------------------------------------
+
+
+def test_a_valid_value_decodes_to_the_manual_product() -> None:
+    product = decode(encode(manual_record("12369", price=1234.56, productName="Pão de Açúcar")))
+
+    assert product == {
+        "productId": "12369",
+        "productName": "Pão de Açúcar",
+        "productDescription": "Descrição do Produto",
+        "price": Decimal("1234.56"),
+        "currency": "BRL",
+        "stockQuantity": 50,
+        "category": "Categoria do Produto",
+    }
+
+
+@pytest.mark.parametrize("value", [None, b""], ids=["tombstone", "empty"])
+def test_an_empty_value_is_poison_at_decode(value: bytes | None) -> None:
+    error = poison_error(value)
+
+    assert (error.stage, error.reason) == ("decode", "empty value")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\xff\xfe\xfd", b'{"productId": "\xe3o"}', b"\xc3\x28", "café".encode("latin-1")],
+    ids=["garbage", "latin1-in-json", "bad-continuation", "latin1-text"],
+)
+def test_a_value_that_is_not_utf8_is_poison_at_decode_saying_so(value: bytes) -> None:
+    error = poison_error(value)
+
+    assert error.stage == "decode"
+    assert "UTF-8" in error.reason
+
+
+@pytest.mark.parametrize(
+    "value", [b"{not json", b'{"productId": "1",}', b"12369 12369", b"   "], ids=str
+)
+def test_a_value_that_is_not_json_is_poison_at_decode(value: bytes) -> None:
+    error = poison_error(value)
+
+    assert error.stage == "decode"
+    assert error.reason.startswith("value is not JSON: ")
+
+
+def test_a_record_with_bad_fields_is_poison_at_validate_naming_every_field() -> None:
+    value = encode(manual_record("12369", price=-1, currency="brl", stockQuantity="5"))
+
+    error = poison_error(value)
+
+    assert error.stage == "validate"
+    assert set(reported_fields(error.reason)) == {"price", "currency", "stockQuantity"}
+
+
+def test_a_record_missing_fields_is_poison_at_validate_naming_them() -> None:
+    error = poison_error(b'{"productId": "12369"}')
+
+    assert error.stage == "validate"
+    assert set(reported_fields(error.reason)) == {
+        "productName",
+        "productDescription",
+        "price",
+        "currency",
+        "stockQuantity",
+        "category",
+    }
+
+
+@pytest.mark.parametrize("value", [b"[]", b"null", b'"12369"', b"42"])
+def test_json_that_is_not_an_object_is_poison_at_validate(value: bytes) -> None:
+    error = poison_error(value)
+
+    assert error.stage == "validate"
+    assert reported_fields(error.reason) == {"_schema": ["Expected a JSON object."]}
+
+
+# --- to_work and prepare ------------------------------------------------------------------
+
+
+def test_a_valid_record_becomes_its_transformed_product_and_its_source() -> None:
+    record = FakeRecord(
+        encode(manual_record("12369")),
+        topic="cadastro-produtos",
+        partition=4,
+        offset=1017,
+        timestamp=EXAMPLE_TIMESTAMP_MS + 250,
+    )
+
+    work = to_work(record)
+
+    assert work.record is record
+    assert work.item == {
+        "product": {
+            "id": "12369",
+            "name": "Nome do Produto",
+            "description": "Descrição do Produto",
+            "pricing": {"amount": Decimal("100.0"), "currency": "BRL"},
+            "availability": {"quantity": 50, "timestamp": "2024-06-12T12:00:00.250Z"},
+            "category": "Categoria do Produto",
+        },
+        "source": {"topic": "cadastro-produtos", "partition": 4, "offset": 1017},
+    }
+
+
+def test_the_work_item_is_the_transform_of_the_decoded_record_at_its_timestamp() -> None:
+    record = FakeRecord(encode(manual_record("12369", price=9.99)), timestamp=1)
+
+    assert to_work(record).item["product"] == transform(decode(record.value), 1)
+
+
+def test_a_bad_record_raises_poison_instead_of_becoming_work() -> None:
+    with pytest.raises(PoisonError) as caught:
+        to_work(FakeRecord(b"{not json"))
+
+    assert caught.value.stage == "decode"
+
+
+def test_prepare_splits_a_batch_into_work_and_poison_each_in_order() -> None:
+    records = [
+        FakeRecord(encode(manual_record("a")), offset=10),
+        FakeRecord(b"{not json", offset=11),
+        FakeRecord(encode(manual_record("b")), offset=12),
+        FakeRecord(None, offset=13),
+        FakeRecord(encode(manual_record("c", price=-1)), offset=14),
+        FakeRecord(b"\xff", offset=15),
+        FakeRecord(encode(manual_record("d")), offset=16),
+    ]
+
+    work, poison = prepare(records)
+
+    assert [w.record for w in work] == [records[0], records[2], records[6]]
+    assert [w.item["product"]["id"] for w in work] == ["a", "b", "d"]
+    assert [w.item["source"]["offset"] for w in work] == [10, 12, 16]
+    assert [(p.record, p.stage) for p in poison] == [
+        (records[1], "decode"),
+        (records[3], "decode"),
+        (records[4], "validate"),
+        (records[5], "decode"),
+    ]
+    assert poison[1].reason == "empty value"
+    assert "UTF-8" in poison[3].reason
+
+
+def test_prepare_of_nothing_is_nothing() -> None:
+    assert prepare([]) == ([], [])
+
+
+# --- dead_letter_headers ----------------------------------------------------------------------
+
+
+def test_dead_letter_headers_keep_the_originals_first_then_say_why_and_from_where() -> None:
+    record = FakeRecord(
+        b"{not json",
+        topic="cadastro-produtos",
+        partition=5,
+        offset=123456,
+        timestamp=EXAMPLE_TIMESTAMP_MS,
+        headers=[("trace-id", b"abc123"), ("origem", b"erp")],
+    )
+    poison = Poison(record, "decode", "value is not JSON: unexpected character")
+
+    assert dead_letter_headers(poison) == [
+        ("trace-id", b"abc123"),
+        ("origem", b"erp"),
+        ("dlq-reason", b"value is not JSON: unexpected character"),
+        ("dlq-stage", b"decode"),
+        ("dlq-source-topic", b"cadastro-produtos"),
+        ("dlq-source-partition", b"5"),
+        ("dlq-source-offset", b"123456"),
+        ("dlq-source-timestamp", b"1718193600000"),
+    ]
+
+
+def test_dead_letter_headers_are_all_bytes_and_the_reason_is_utf8() -> None:
+    poison = Poison(FakeRecord(b"x"), "validate", 'invalid fields: {"productName":["Inválido ✓"]}')
+
+    headers = dead_letter_headers(poison)
+
+    assert all(isinstance(name, str) and isinstance(value, bytes) for name, value in headers)
+    assert dict(headers)["dlq-reason"].decode("utf-8") == poison.reason
+
+
+def test_dead_letter_headers_of_a_record_without_headers_are_only_the_dlq_ones() -> None:
+    names = [name for name, _ in dead_letter_headers(Poison(FakeRecord(None), "decode", "empty"))]
+
+    assert names == [
+        "dlq-reason",
+        "dlq-stage",
+        "dlq-source-topic",
+        "dlq-source-partition",
+        "dlq-source-offset",
+        "dlq-source-timestamp",
+    ]
