@@ -30,7 +30,7 @@ class ApiConfig:
         return cls(
             api_token=env.text("API_TOKEN"),
             database_url=env.text("DATABASE_URL"),
-            port=env.integer("API_PORT", cls.port, minimum=1),
+            port=env.port("API_PORT", cls.port),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),
             database_pool_size=env.integer("DATABASE_POOL_SIZE", cls.database_pool_size, minimum=1),

@@ -6,6 +6,7 @@ python-dotenv in ``__main__``); tests build the same dataclasses from plain dict
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ class Env:
             raise ConfigError(f"{name} is required")
         return value
 
-    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
         raw = self._environ.get(name) or str(default)
         try:
             value = int(raw)
@@ -36,7 +37,12 @@ class Env:
             raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
         if value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, got {value}")
         return value
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, minimum=1, maximum=65535)
 
     def number(self, name: str, default: float, minimum: float = 0.0) -> float:
         raw = self._environ.get(name) or str(default)
@@ -44,7 +50,7 @@ class Env:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if value < minimum:
+        if not math.isfinite(value) or value < minimum:
             raise ConfigError(f"{name} must be at least {minimum}, got {value}")
         return value
 

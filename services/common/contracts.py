@@ -53,8 +53,16 @@ class TransformedProduct(TypedDict):
     category: str
 
 
+def _no_nul(value: str) -> None:
+    # PostgreSQL text cannot hold U+0000.
+    if "\x00" in value:
+        raise ValidationError("Must not contain the NUL character.")
+
+
 def _text(max_length: int, **kwargs: Any) -> fields.String:
-    return fields.String(required=True, validate=validate.Length(min=1, max=max_length), **kwargs)
+    return fields.String(
+        required=True, validate=[validate.Length(min=1, max=max_length), _no_nul], **kwargs
+    )
 
 
 def _cents(value: decimal.Decimal) -> None:

@@ -197,7 +197,8 @@ class Metrics:
             lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}"]
             for labels, value in self._values[name].items():
                 label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-                lines.append(f"{full}{{{label_text}}} {value:g}" if labels else f"{full} {value:g}")
+                text = str(int(value)) if value == int(value) else repr(value)
+                lines.append(f"{full}{{{label_text}}} {text}" if labels else f"{full} {text}")
         return "\n".join(lines) + "\n"
 
 

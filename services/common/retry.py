@@ -16,7 +16,7 @@ T = TypeVar("T")
 def backoff_delays(config: RetryConfig, rng: random.Random | None = None) -> Iterator[float]:
     """Endless delays: attempt n waits uniformly in [0, min(max, initial * 2**n)]."""
     rand = rng or random.Random()
-    ceiling = config.initial_delay
+    ceiling = min(config.max_delay, config.initial_delay)
     while True:
         yield rand.uniform(0, ceiling)
         ceiling = min(config.max_delay, ceiling * 2)

@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 
 BATCH_PATH = "/produto/scheduler/batch"
 # Statuses that say "try again later": the API, its database or a proxy is overloaded or
-# down, or the token is being rotated. Other 4xx answers are about the records sent.
-TRANSIENT_STATUSES = {401, 403, 408, 425, 429}
+# down, or the scheduler is misconfigured (token, URL) and an operator must act. Other 4xx
+# answers are about the records sent.
+TRANSIENT_STATUSES = {401, 403, 404, 405, 408, 425, 429}
 
 
 class TransientError(Exception):
@@ -70,6 +71,8 @@ class ApiClient:
         if status >= 500 or status in TRANSIENT_STATUSES:
             if status in (401, 403):
                 log.error("the API refused the token (HTTP %d): check API_TOKEN", status)
+            elif status in (404, 405):
+                log.error("no batch endpoint at %s (HTTP %d): check API_URL", self._url, status)
             raise TransientError(f"API answered {status}")
         try:
             return status, jsoncodec.loads(raw) if raw else None

@@ -29,7 +29,7 @@ class SchedulerConfig:
         env = Env(environ)
         return cls(
             api_token=env.text("API_TOKEN"),
-            port=env.integer("SCHEDULER_PORT", cls.port, minimum=1),
+            port=env.port("SCHEDULER_PORT", cls.port),
             api_url=env.text("API_URL", cls.api_url).rstrip("/"),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),

@@ -203,7 +203,7 @@ async def test_rejected_results_of_a_split_batch_point_at_the_right_records(
     ]
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 429, 401, 403])
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429, 401, 403, 404, 405])
 async def test_an_answer_that_says_try_later_raises_transient_error_without_splitting(
     aiohttp_server: AiohttpServer, session: aiohttp.ClientSession, status: int
 ) -> None:

@@ -223,12 +223,6 @@ def test_unicode_text_round_trips_unchanged(text: str) -> None:
     assert product["category"] == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: text with a NUL character (U+0000) passes the contract, but PostgreSQL text "
-    "cannot store it (CharacterNotInRepertoireError), so the API answers 500 and the "
-    "scheduler, which retries every 5xx, is stuck on that record for ever.",
-)
 @pytest.mark.parametrize("field", [field for field, _ in TEXT_LIMITS])
 def test_text_with_a_nul_character_is_named(field: str) -> None:
     assert set(errors(load_manual, manual_record("12369", **{field: "Nome\x00do Produto"}))) == {

@@ -60,12 +60,6 @@ def test_the_delays_never_end() -> None:
     assert len(list(islice(delays, 1000))) == 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: backoff_delays starts its ceiling at initial_delay without capping it, so "
-    "when RETRY_INITIAL_DELAY > RETRY_MAX_DELAY (accepted by RetryConfig.from_env) the first "
-    "delay can exceed max_delay, against the docstring's min(max, initial * 2**n).",
-)
 def test_the_first_delay_is_capped_too_when_the_initial_delay_exceeds_the_largest() -> None:
     config = RetryConfig(initial_delay=10.0, max_delay=1.0)
 
