@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from aiohttp_apispec import docs, request_schema, response_schema
 from aiokafka.errors import KafkaError
@@ -117,6 +118,12 @@ async def produce_manual(request: web.Request) -> web.Response:
     )
 
 
+# What PostgreSQL may still refuse in a record that passed validation (a data exception or
+# a constraint): the record's fault, answered as such, never as a 500 that would have the
+# scheduler retry it for ever.
+REFUSED_BY_DATABASE = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
 async def persist(
     request: web.Request, items: list[tuple[TransformedProduct, Source | None]]
 ) -> tuple[dict[str, Outcome], str | None]:
@@ -153,7 +160,10 @@ async def persist_one(request: web.Request) -> web.Response:
         product = load_transformed(await read_json(request))
     except ValidationError as error:
         raise invalid(error) from None
-    outcomes, document = await persist(request, [(product, None)])
+    try:
+        outcomes, document = await persist(request, [(product, None)])
+    except REFUSED_BY_DATABASE as exc:
+        raise ApiError(422, f"The database refused the record: {exc}") from None
     outcome = outcomes[product["id"]]
     log.info("product %s %s trace=%s", product["id"], outcome.value, trace_id(request))
     return json_response(
@@ -204,9 +214,12 @@ async def persist_batch(request: web.Request) -> web.Response:
         valid.append((product, source))
         results.append({"index": index, "id": product["id"], "status": None})
     if valid:
-        outcomes, _ = await persist(request, valid)
+        outcomes, refused = await persist_batch_items(request, valid)
         for result in results:
-            if result["status"] is None:
+            if result["id"] in refused and result["status"] is None:
+                result["status"] = "rejected"
+                result["error"] = {"code": "refused", "message": refused[result["id"]]}
+            elif result["status"] is None:
                 result["status"] = outcomes[result["id"]].value
     rejected = len(items) - len(valid)
     log.info(
@@ -218,7 +231,30 @@ async def persist_batch(request: web.Request) -> web.Response:
     return json_response({"results": results})
 
 
-BATCH_ITEM = schemas.BatchItemSchema()
+async def persist_batch_items(
+    request: web.Request, items: list[tuple[TransformedProduct, Source | None]]
+) -> tuple[dict[str, Outcome], dict[str, str]]:
+    """Persist a batch in one transaction; if the database refuses it, one record at a time,
+    so that only the records at fault are refused. Returns outcomes and refusals by id."""
+    try:
+        outcomes, _ = await persist(request, items)
+        return outcomes, {}
+    except REFUSED_BY_DATABASE as exc:
+        log.warning(
+            "the database refused a batch (%s); persisting it record by record trace=%s",
+            exc,
+            trace_id(request),
+        )
+    outcomes = {}
+    refused: dict[str, str] = {}
+    for item in items:
+        try:
+            outcomes.update((await persist(request, [item]))[0])
+        except REFUSED_BY_DATABASE as exc:
+            refused[item[0]["id"]] = f"The database refused the record: {exc}"
+    return outcomes, refused
+
+
 SOURCE = schemas.SourceSchema()
 
 

@@ -183,3 +183,29 @@ async def test_probes_and_metrics_need_no_token(api: Client) -> None:
     metrics = await api.get("/metrics")
     assert metrics.status == 200
     assert "fluxo_api_persisted_records_total" in await metrics.text()
+
+
+async def test_a_record_the_database_refuses_is_rejected_alone_and_never_a_500(
+    api: Client, api_config: ApiConfig
+) -> None:
+    # A rule of the database that validation does not know about stands for any such gap.
+    conn = await asyncpg.connect(api_config.database_url)
+    try:
+        await conn.execute(
+            "ALTER TABLE products ADD CONSTRAINT test_rule CHECK (name <> 'Proibido')"
+        )
+    finally:
+        await conn.close()
+    good = [transformed(unique("d")) for _ in range(2)]
+    refused = transformed(unique("d"), name="Proibido")
+    items = [{"product": good[0]}, {"product": refused}, {"product": good[1]}]
+
+    response = await api.post("/produto/scheduler/batch", json={"items": items}, headers=auth())
+
+    assert response.status == 200
+    results = (await response.json())["results"]
+    assert [r["status"] for r in results] == ["created", "rejected", "created"]
+    assert "test_rule" in results[1]["error"]["message"]
+    assert await count_rows(api_config.database_url, "products") == 2
+    single = await api.post("/produto/scheduler", json=refused, headers=auth())
+    assert single.status == 422
