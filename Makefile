@@ -56,10 +56,11 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: install .env  ## run the benchmark (against local PostgreSQL and Kafka)
-	scripts/postgres.sh start
-	scripts/kafka.sh start
-	$(VENV)/bin/python -m bench
+# BENCH_ARGS: options of `python -m bench`, e.g. BENCH_ARGS="--records 5000 --rate-seconds 5".
+BENCH_ARGS ?=
+
+bench: up  ## benchmark the system as `make up` runs it (bench/README.md)
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean: down  ## stop everything and delete .run/ (Kafka data included; .cache/ is kept)
 	rm -rf .run

@@ -1,0 +1,195 @@
+"""``python -m bench`` (``make bench``): measure the running pipeline and its raw stages.
+
+Writes ``bench/results/<date>.json`` and ``.md`` (``<date>-backlog.*`` for ``--backlog``,
+``<date>-profile.*`` for ``--profile``), prints the table and puts it in ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from services.common.kafka import create_producer
+
+from . import stages
+from .pipeline import Pipeline
+from .procs import SERVICES, BenchError, load_average, machine, service_pids
+from .profile import Profiler, py_spy
+from .records import batch_bodies, records
+from .report import Report, Stage, render_markdown, to_json, update_readme
+from .settings import README, RESULTS_DIR, Settings
+
+log = logging.getLogger("bench")
+
+# Between phases: the relay's last round, autovacuum and the GC settle before the next load.
+SETTLE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Options:
+    records: int
+    rates: list[float]
+    rate_seconds: float
+    backlog: int | None
+    skip_raw: bool
+    profile: bool
+
+
+def parse_args(argv: list[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--records", type=int, default=50_000, help="records at full speed (default 50000)"
+    )
+    parser.add_argument(
+        "--rates",
+        default="100,1000",
+        help="fixed rates in records/s, comma-separated; empty for none (default 100,1000)",
+    )
+    parser.add_argument(
+        "--rate-seconds", type=float, default=15.0, help="seconds at each rate (default 15)"
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        metavar="N",
+        help="instead: produce N records with the scheduler paused, resume, time the drain",
+    )
+    parser.add_argument("--skip-raw", action="store_true", help="skip the raw stages")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run py-spy on both services during the full-speed phase (needs py-spy)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        rates = [float(rate) for rate in args.rates.split(",") if rate.strip()]
+    except ValueError:
+        parser.error(f"--rates: not a list of numbers: {args.rates!r}")
+    if args.records < 1 or any(rate <= 0 for rate in rates) or args.rate_seconds <= 0:
+        parser.error("--records, --rates and --rate-seconds must be positive")
+    if args.backlog is not None and args.backlog < 1:
+        parser.error("--backlog must be positive")
+    return Options(
+        args.records, rates, args.rate_seconds, args.backlog, args.skip_raw, args.profile
+    )
+
+
+async def raw_stages(settings: Settings, run_id: str, count: int) -> list[Stage]:
+    """Every raw stage with the full-speed phase's records (the same seed, the same bytes)."""
+    values = list(records(run_id, 0, count))
+    bodies = batch_bodies(
+        values,
+        topic=settings.kafka.topic_cadastro,
+        partitions=settings.kafka.partitions,
+        batch_size=settings.batch_size,
+        timestamp_ms=int(time.time() * 1000),
+    )
+    measured = await stages.kafka(settings, run_id, values)
+    measured.append(await stages.database(settings, run_id, bodies))
+    measured.append(await stages.http(settings, bodies, count))
+    for stage in measured:
+        log.info("raw stage %s: %.0f records/s", stage.name, stage.throughput)
+    return measured
+
+
+async def run(options: Options, command: str) -> Report:
+    settings = Settings.load()
+    pids = service_pids()
+    if options.profile:
+        py_spy()  # missing: say so now, not after the raw stages
+    run_id = uuid.uuid4().hex[:8]
+    report = Report(
+        run_id=run_id,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        command=command,
+        machine=machine(),
+        settings=settings.reported,
+        load_before=load_average(),
+    )
+    log.info("run %s: services %s", run_id, pids)
+    producer = create_producer(settings.kafka)
+    await producer.start()
+    pipeline = Pipeline(settings, run_id, pids, producer)
+    try:
+        await pipeline.start()
+        if options.backlog is not None:
+            report.phases.append(await pipeline.backlog(options.backlog))
+        else:
+            if not options.skip_raw:
+                report.stages = await raw_stages(settings, run_id, options.records)
+                await asyncio.sleep(SETTLE_SECONDS)
+            await full_speed(pipeline, report, options, pids)
+            for rate in options.rates:
+                await asyncio.sleep(SETTLE_SECONDS)
+                count = max(1, round(rate * options.rate_seconds))
+                report.phases.append(await pipeline.phase(f"{rate:g}/s", count, rate))
+                log.info("phase %s: %s", report.phases[-1].name, report.phases[-1].latency)
+    finally:
+        await pipeline.stop()
+        await producer.stop()
+        log.info("deleted %d rows of this run from products", await pipeline.delete_rows())
+    report.load_after = load_average()
+    return report
+
+
+async def full_speed(
+    pipeline: Pipeline, report: Report, options: Options, pids: dict[str, int]
+) -> None:
+    profiler = None
+    if options.profile:
+        services = {name: pid for name, pid in pids.items() if name in SERVICES}
+        profiler = Profiler(services, RESULTS_DIR, report.started_at[:10])
+        await profiler.start()
+    try:
+        phase = await pipeline.phase("full speed", options.records, None)
+    finally:
+        if profiler is not None:
+            report.profiles = await profiler.stop()
+    report.phases.append(phase)
+    log.info("phase full speed: %.0f records/s", phase.throughput)
+
+
+def write(report: Report, mode: str) -> str:
+    """Results to ``bench/results/``, the table to the README; returns the markdown.
+
+    Each mode (``latest``, ``backlog``, ``profile``) keeps its own files and README section,
+    so a backlog or a profiled run does not replace the figures of a plain one.
+    """
+    markdown = render_markdown(report)
+    stem = report.started_at[:10] + ("" if mode == "latest" else f"-{mode}")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{stem}.json").write_bytes(
+        orjson.dumps(to_json(report), option=orjson.OPT_INDENT_2) + b"\n"
+    )
+    (RESULTS_DIR / f"{stem}.md").write_text(markdown, encoding="utf-8")
+    readme = README.read_text(encoding="utf-8") if README.exists() else "# Benchmark\n"
+    README.write_text(update_readme(readme, markdown, mode), encoding="utf-8")
+    return markdown
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    options = parse_args(sys.argv[1:])
+    command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+    try:
+        report = asyncio.run(run(options, command))
+    except BenchError as error:
+        sys.exit(f"bench: {error}")
+    mode = "backlog" if options.backlog else "profile" if options.profile else "latest"
+    print(write(report, mode))
+
+
+if __name__ == "__main__":
+    main()
