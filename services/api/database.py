@@ -28,6 +28,10 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.exceptions.OperatorInterventionError,
+    # A pooled connection that received the server's shutdown notice but not yet its EOF is
+    # still handed out; its next statement fails with "cannot switch to state 15; another
+    # operation (2) is in progress" (a client-side error: nothing reached the server).
+    asyncpg.exceptions.InternalClientError,
 )
 
 
