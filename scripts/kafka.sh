@@ -68,7 +68,7 @@ start() {
       fail_with_log kafka "storage format failed"
   fi
 
-  echo "kafka: starting Kafka $KAFKA_VERSION on $HOST:$PORT (log: .run/kafka.log)"
+  echo "kafka: starting Kafka $KAFKA_VERSION on $HOST:$PORT (log: ${RUN#"$ROOT"/}/kafka.log)"
   # setsid: own session, so Ctrl-C in the terminal that ran `make up` does not reach it.
   (cd "$ROOT" && exec setsid nohup java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="$HERE/log4j2.properties" \

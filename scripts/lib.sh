@@ -2,7 +2,9 @@
 # Helpers shared by scripts/*.sh; sourced, not run.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN="$ROOT/.run"          # all runtime state (pids, logs, data); gitignored
+# All runtime state (pids, logs, data); gitignored. FLUXO_RUN_DIR gives a second, separate
+# set (the reliability tests run their own broker and database server with it).
+RUN="${FLUXO_RUN_DIR:-$ROOT/.run}"
 # shellcheck disable=SC2034  # used by the scripts that source this file
 if [[ $(id -u) == 0 ]]; then SUDO=""; else SUDO=sudo; fi
 

@@ -27,19 +27,23 @@ install() {
 }
 
 # Sets VER and NAME: the cluster listening on DATABASE_URL's port (any major version).
-# With "create", makes one (newest installed version) when there is no cluster at all.
+# With "create", makes one (newest installed version) when none listens there: "main" on a
+# machine without clusters; otherwise one named after the port ("fluxo15432"), started only
+# on demand, so that a second server (the reliability tests') never touches the others.
 find_cluster() {
   read -r VER NAME _ < <(pg_lsclusters -h | awk -v port="$DB_PORT" '$3 == port' | head -n 1) || true
   [[ -n ${VER-} ]] && return 0
   [[ ${1-} == create ]] || { echo "postgres: no cluster on port $DB_PORT"; return 1; }
-  if [[ -n $(pg_lsclusters -h) ]]; then
-    echo "postgres: no cluster on port $DB_PORT (DATABASE_URL); existing clusters:" >&2
-    pg_lsclusters >&2; exit 1
-  fi
   VER=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
-  NAME=main
-  echo "postgres: creating cluster $VER/$NAME on port $DB_PORT"
-  $SUDO pg_createcluster "$VER" "$NAME" -p "$DB_PORT"
+  if [[ -z $(pg_lsclusters -h) ]]; then
+    NAME=main
+    echo "postgres: creating cluster $VER/$NAME on port $DB_PORT"
+    $SUDO pg_createcluster "$VER" "$NAME" -p "$DB_PORT"
+  else
+    NAME="fluxo$DB_PORT"
+    echo "postgres: creating cluster $VER/$NAME on port $DB_PORT (other clusters exist)"
+    $SUDO pg_createcluster --start-conf=manual "$VER" "$NAME" -p "$DB_PORT"
+  fi
 }
 
 cluster_running() { $SUDO pg_ctlcluster "$VER" "$NAME" status >/dev/null 2>&1; }
