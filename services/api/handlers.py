@@ -125,20 +125,20 @@ REFUSED_BY_DATABASE = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationEr
 
 
 async def persist(
-    request: web.Request, items: list[tuple[TransformedProduct, Source | None]]
+    request: web.Request,
+    items: list[tuple[TransformedProduct, Source | None]],
+    read_back: bool = False,
 ) -> tuple[dict[str, Outcome], str | None]:
     """Upsert the records and enqueue their events in one transaction.
 
-    With a single record, also reads back the persisted document.
+    With ``read_back``, also returns the persisted document of the first record.
     """
     app = request.app
     async with app[DATABASE].connection() as conn, conn.transaction():
         outcomes = await repository.upsert_products(
             conn, items, app[CONFIG].kafka.topic_persistidos
         )
-        document = (
-            await repository.product_document(conn, items[0][0]["id"]) if len(items) == 1 else None
-        )
+        document = await repository.product_document(conn, items[0][0]["id"]) if read_back else None
     for outcome in outcomes.values():
         app[METRICS].inc("persisted_records_total", outcome=outcome.value)
     return outcomes, document
@@ -161,7 +161,7 @@ async def persist_one(request: web.Request) -> web.Response:
     except ValidationError as error:
         raise invalid(error) from None
     try:
-        outcomes, document = await persist(request, [(product, None)])
+        outcomes, document = await persist(request, [(product, None)], read_back=True)
     except REFUSED_BY_DATABASE as exc:
         raise ApiError(422, f"The database refused the record: {exc}") from None
     outcome = outcomes[product["id"]]
@@ -255,27 +255,41 @@ async def persist_batch_items(
     return outcomes, refused
 
 
-SOURCE = schemas.SourceSchema()
-
-
 def load_item(item: Any) -> tuple[TransformedProduct, Source | None]:
+    """Validate a batch item: the product with its contract, the source by hand (three
+    plain fields, checked on the hot path without a second schema)."""
     if not isinstance(item, dict):
         raise ValidationError({"_schema": ["Expected a JSON object."]})
     errors: dict[str, Any] = {}
     product: TransformedProduct | None = None
-    source: Source | None = None
     try:
         product = load_transformed(item.get("product"))
     except ValidationError as error:
         errors["product"] = field_errors(error)
+    source = None
     if item.get("source") is not None:
         try:
-            source = Source(**SOURCE.load(item["source"]))
+            source = load_source(item["source"])
         except ValidationError as error:
             errors["source"] = field_errors(error)
     if errors or product is None:
         raise ValidationError(errors)
     return product, source
+
+
+def load_source(data: Any) -> Source:
+    if not isinstance(data, dict):
+        raise ValidationError({"_schema": ["Expected a JSON object."]})
+    topic, partition, offset = data.get("topic"), data.get("partition"), data.get("offset")
+    errors: dict[str, list[str]] = {}
+    if not isinstance(topic, str) or not topic:
+        errors["topic"] = ["Must be a non-empty string."]
+    for name, value in (("partition", partition), ("offset", offset)):
+        if type(value) is not int or value < 0:
+            errors[name] = ["Must be an integer of at least 0."]
+    if errors:
+        raise ValidationError(errors)
+    return Source(topic, partition, offset)  # type: ignore[arg-type]
 
 
 def _id_of(item: Any) -> str | None:

@@ -53,16 +53,46 @@ class TransformedProduct(TypedDict):
     category: str
 
 
-def _no_nul(value: str) -> None:
-    # PostgreSQL text cannot hold U+0000.
-    if "\x00" in value:
-        raise ValidationError("Must not contain the NUL character.")
+class Text(fields.String):
+    """Required, non-empty, bounded text that PostgreSQL can store (no U+0000).
+
+    Checked in one step rather than through a list of validators: validation is most of
+    the CPU each record costs, and these fields are most of the record.
+    """
+
+    def __init__(self, max_length: int, **kwargs: Any) -> None:
+        metadata = {"minLength": 1, "maxLength": max_length, **kwargs.pop("metadata", {})}
+        super().__init__(required=True, metadata=metadata, **kwargs)
+        self.max_length = max_length
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not 1 <= len(text) <= self.max_length:
+            raise ValidationError(f"Length must be between 1 and {self.max_length}.")
+        if "\x00" in text:
+            raise ValidationError("Must not contain the NUL character.")
+        return text
 
 
-def _text(max_length: int, **kwargs: Any) -> fields.String:
-    return fields.String(
-        required=True, validate=[validate.Length(min=1, max=max_length), _no_nul], **kwargs
-    )
+class UtcDateTime(fields.DateTime):
+    """An ISO 8601 instant with a UTC offset or ``Z``, parsed by ``datetime.fromisoformat``."""
+
+    default_error_messages = {"invalid": "Not a valid aware datetime."}  # noqa: RUF012 (marshmallow API)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise self.make_error("invalid") from None
+        if moment.tzinfo is None:
+            raise self.make_error("invalid")
+        return moment
+
+
+def _text(max_length: int, **kwargs: Any) -> Text:
+    return Text(max_length, **kwargs)
 
 
 def _cents(value: decimal.Decimal) -> None:
@@ -124,11 +154,7 @@ class AvailabilitySchema(Schema):
         unknown = EXCLUDE
 
     quantity = _quantity(metadata={"example": 50})
-    timestamp = fields.AwareDateTime(
-        required=True,
-        format="iso",
-        metadata={"example": "2024-06-12T12:00:00.000Z"},
-    )
+    timestamp = UtcDateTime(required=True, metadata={"example": "2024-06-12T12:00:00.000Z"})
 
 
 class TransformedProductSchema(Schema):

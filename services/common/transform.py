@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +23,20 @@ def format_timestamp(moment: datetime) -> str:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def format_kafka_timestamp(timestamp_ms: int) -> str:
+    """``format_timestamp(kafka_timestamp(timestamp_ms))``, at a fraction of its cost.
+
+    The scheduler formats one per record, and records of a batch share their second.
+    """
+    seconds, millis = divmod(timestamp_ms, 1000)
+    return f"{_utc_second(seconds)}.{millis:03d}Z"
+
+
 def transform(product: ManualProduct, timestamp_ms: int) -> dict[str, Any]:
     """The transformed record, ready to be sent as JSON.
 
@@ -33,7 +49,7 @@ def transform(product: ManualProduct, timestamp_ms: int) -> dict[str, Any]:
         "pricing": {"amount": product["price"], "currency": product["currency"]},
         "availability": {
             "quantity": product["stockQuantity"],
-            "timestamp": format_timestamp(kafka_timestamp(timestamp_ms)),
+            "timestamp": format_kafka_timestamp(timestamp_ms),
         },
         "category": product["category"],
     }
