@@ -91,6 +91,8 @@ async def produce_manual(request: web.Request) -> web.Response:
                 headers=[("trace-id", trace_id(request).encode())],
             )
     except (KafkaError, TimeoutError) as exc:
+        if isinstance(exc, KafkaError):
+            request.app[PRODUCER].renew(producer)  # see ManagedProducer.renew
         log.warning(
             "producing product %s failed trace=%s: %s",
             product["productId"],

@@ -111,6 +111,7 @@ class OutboxRelay:
         results = await asyncio.gather(*deliveries, return_exceptions=True)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
+            self._producer.renew(producer)  # see ManagedProducer.renew
             raise failures[0]
         self._metrics.inc("outbox_published_total", len(rows))
         log.debug("published %d events up to outbox id %d", len(rows), rows[-1]["id"])

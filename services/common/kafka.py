@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -81,6 +82,7 @@ class ManagedProducer:
 
     ``get()`` answers 503 (``Unavailable``) until the broker has been reached once; after
     that, aiokafka reconnects by itself and sends fail (and are retried) while it is down.
+    A sender whose delivery failed calls ``renew()``: the producer is then replaced.
     """
 
     def __init__(self, config: KafkaConfig, retry: RetryConfig, **overrides: Any) -> None:
@@ -88,6 +90,7 @@ class ManagedProducer:
         self._retry = retry
         self._overrides = overrides
         self._producer: AIOKafkaProducer | None = None
+        self._renewal: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Create the configured topics, then start the producer; retried until it works."""
@@ -112,10 +115,39 @@ class ManagedProducer:
             raise Unavailable("Kafka is not reachable yet.")
         return self._producer
 
+    def renew(self, failed: AIOKafkaProducer) -> None:
+        """Replace ``failed``, whose delivery failed, by a new producer (in the background).
+
+        aiokafka's idempotent producer numbers a batch when it first drains it; a batch that
+        then expires while the broker is unreachable leaves a gap in the sequence the broker
+        expects, and the broker refuses every later batch of that partition
+        (OutOfOrderSequenceNumber) for as long as the producer lives. A new producer has a
+        new producer id, whose sequences start afresh. Until it is connected, ``get()``
+        answers ``Unavailable``.
+        """
+        if self._producer is not failed:
+            return  # renewed already
+        log.warning("a delivery to Kafka failed; replacing the producer")
+        self._producer = None
+        self._renewal = asyncio.create_task(self._replace(failed), name="kafka-producer-renew")
+
+    async def _replace(self, failed: AIOKafkaProducer) -> None:
+        # Stopped first: what it still holds is delivered or fails before anything is sent
+        # again, so a record sent again never lands before an older one of the same key.
+        try:
+            await failed.stop()
+        except Exception as exc:
+            log.warning("stopping the failed Kafka producer: %s", exc)
+        await self.start()
+
     async def ready(self) -> bool:
         return self._producer is not None and await broker_reachable(self._producer)
 
     async def stop(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
         if self._producer is not None:
             await self._producer.stop()  # flushes what is still buffered
             self._producer = None

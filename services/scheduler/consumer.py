@@ -225,7 +225,11 @@ class ProductConsumer:
             )
             for item in poison
         ]
-        await asyncio.gather(*deliveries)
+        try:
+            await asyncio.gather(*deliveries)
+        except KafkaError:
+            self._dead_letters.renew(producer)  # see ManagedProducer.renew
+            raise
         for item in poison:
             self._metrics.inc("dead_lettered_total", stage=item.stage)
             record = item.record
