@@ -49,25 +49,26 @@ def isolated_kafka(partitions: int = 3) -> KafkaConfig:
     )
 
 
-def database_url(name: str) -> str:
-    parts = urlsplit(DATABASE_URL)
+def database_url(name: str, server: str = DATABASE_URL) -> str:
+    """The URL of database ``name`` on the server of ``server`` (a database URL)."""
+    parts = urlsplit(server)
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-async def create_database() -> str:
+async def create_database(server: str = DATABASE_URL) -> str:
     """A fresh, empty database owned by the project's role; returns its URL."""
     name = unique("fluxo_test").replace("-", "_")
-    conn = await asyncpg.connect(DATABASE_URL)
+    conn = await asyncpg.connect(server)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return database_url(name)
+    return database_url(name, server)
 
 
-async def drop_database(url: str) -> None:
+async def drop_database(url: str, server: str = DATABASE_URL) -> None:
     name = urlsplit(url).path.lstrip("/")
-    conn = await asyncpg.connect(DATABASE_URL)
+    conn = await asyncpg.connect(server)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -91,11 +92,15 @@ async def eventually(
 class TopicReader:
     """Reads every partition of a topic from the beginning, without a consumer group."""
 
-    def __init__(self, topic: str, partitions: int = 3) -> None:
+    def __init__(self, topic: str, partitions: int = 3, *, bootstrap: str = BOOTSTRAP) -> None:
         self.topic = topic
         self.partitions = partitions
         self.records: list[ConsumerRecord[bytes, bytes]] = []
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=2 * 1024 * 1024,  # room for 1 MB records
+        )
 
     async def __aenter__(self) -> TopicReader:
         await self._consumer.start()

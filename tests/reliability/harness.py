@@ -1,0 +1,230 @@
+"""Real processes for the reliability suite: a broker and a database server of its own,
+and the two services run as ``python -m services.<name>``, killed and restarted at will."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+from dotenv import dotenv_values
+
+from ..helpers import ROOT, eventually
+
+T = TypeVar("T")
+
+PYTHON = Path(sys.executable)
+# The suite's own broker and PostgreSQL server: it stops and kills them, so they must never
+# be the shared ones on 9092 and 5432 that other test runs use meanwhile.
+RUN_DIR = ROOT / ".run" / "reliability"
+KAFKA_PORT = 19092
+KAFKA_CONTROLLER_PORT = 19093
+POSTGRES_PORT = 15432
+SERVER_URL = f"postgresql://fluxo:fluxo@localhost:{POSTGRES_PORT}/fluxo"
+# Every setting of the services, with its default: the suite sets them all itself, so that
+# neither the caller's environment nor a developer's .env changes what a scenario runs.
+SETTINGS: dict[str, str] = {
+    key: value for key, value in dotenv_values(ROOT / ".env.example").items() if value is not None
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """A sample of a Prometheus text exposition (labels in name order, as the services write)."""
+    label_text = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    wanted = f"{name}{{{label_text}}}" if labels else name
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series == wanted:
+            return float(value)
+    return 0.0
+
+
+@dataclass
+class Infrastructure:
+    """The suite's Kafka broker and PostgreSQL cluster, run by scripts/kafka.sh and postgres.sh."""
+
+    run_dir: Path = RUN_DIR
+    bootstrap: str = f"localhost:{KAFKA_PORT}"
+    server_url: str = SERVER_URL
+    # Set when a scenario stopped one of them; the next scenario starts it again first.
+    disturbed: bool = False
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FLUXO_RUN_DIR=str(self.run_dir),
+            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
+            KAFKA_CONTROLLER_PORT=str(KAFKA_CONTROLLER_PORT),
+            DATABASE_URL=self.server_url,
+        )
+        return env
+
+    def run(self, script: str, action: str) -> None:
+        done = subprocess.run(
+            [str(ROOT / "scripts" / f"{script}.sh"), action],
+            cwd=ROOT,
+            env=self._env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AssertionError(
+                f"scripts/{script}.sh {action} failed ({done.returncode}):\n"
+                f"{done.stdout}\n{done.stderr}"
+            )
+
+    def start(self) -> None:
+        self.run("postgres", "start")
+        self.run("kafka", "start")
+        self.disturbed = False
+
+    def stop(self) -> None:
+        self.run("kafka", "stop")
+        self.run("postgres", "stop")
+
+    async def stop_kafka(self) -> None:
+        self.disturbed = True
+        await asyncio.to_thread(self.run, "kafka", "stop")
+
+    async def start_kafka(self) -> None:
+        await asyncio.to_thread(self.run, "kafka", "start")
+
+    async def stop_postgres(self) -> None:
+        self.disturbed = True
+        await asyncio.to_thread(self.run, "postgres", "stop")
+
+    async def start_postgres(self) -> None:
+        await asyncio.to_thread(self.run, "postgres", "start")
+
+    async def ensure_started(self) -> None:
+        if self.disturbed:
+            await asyncio.to_thread(self.start)
+
+
+@dataclass
+class ServiceProcess:
+    """One service as a real process, logging to a file of its own per start."""
+
+    name: str  # "api" or "scheduler"
+    port: int
+    env: Mapping[str, str]
+    log_dir: Path
+    http: aiohttp.ClientSession
+    logs: list[Path] = field(default_factory=list)
+    _process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.logs[-1]
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        assert not self.running, f"{self.name} is already running"
+        path = self.log_dir / f"{self.name}-{len(self.logs) + 1}.log"
+        self.logs.append(path)
+        with path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [str(PYTHON), "-m", f"services.{self.name}"],
+                cwd=ROOT,
+                env=dict(self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C of pytest does not reach it
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, like a crash or the OOM killer."""
+        process = self._process
+        assert process is not None and self.running, f"{self.name} is not running"
+        process.kill()
+        process.wait(timeout=10)
+
+    async def terminate(self, within: float = 40) -> int:
+        """SIGTERM and wait for the process to exit; returns its exit code."""
+        process = self._process
+        assert process is not None and self.running, f"{self.name} is not running"
+        process.send_signal(signal.SIGTERM)
+
+        async def exited() -> bool:
+            return process.poll() is not None
+
+        await self.eventually(exited, within=within, what=f"{self.name} exiting after SIGTERM")
+        return process.wait()
+
+    def discard(self) -> None:
+        """End of the scenario: kill whatever still runs."""
+        if self._process is not None and self.running:
+            self._process.kill()
+        if self._process is not None:
+            self._process.wait(timeout=10)
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.http.get(self.url + path) as response:
+            return response.status, await response.text()
+
+    async def probe(self, path: str) -> int | None:
+        """The status of a GET, or None when nothing answers."""
+        try:
+            async with asyncio.timeout(5):
+                return (await self.get(path))[0]
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def ready(self, within: float = 60) -> None:
+        async def answers_200() -> bool:
+            if not self.running:
+                raise AssertionError(f"{self.name} exited during start-up:\n{tail(self.log)}")
+            return await self.probe("/ready") == 200
+
+        await self.eventually(answers_200, within=within, what=f"{self.name} answering /ready")
+
+    async def metric(self, name: str, **labels: str) -> float:
+        status, text = await self.get("/metrics")
+        assert status == 200, text
+        return metric(text, f"fluxo_{self.name}_{name}", **labels)
+
+    def log_text(self) -> str:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in self.logs)
+
+    async def eventually(
+        self, check: Callable[[], Awaitable[T | None]], *, within: float, what: str
+    ) -> T:
+        """``helpers.eventually``, with the end of this service's log in the failure."""
+        try:
+            return await eventually(check, within=within, what=what, every=0.1)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n--- {self.log}:\n{tail(self.log)}") from None
