@@ -13,7 +13,7 @@ from aiohttp_apispec import docs, request_schema, response_schema
 from aiokafka.errors import KafkaError
 from marshmallow import ValidationError
 
-from ..common import jsoncodec
+from ..common import jsoncodec, probes
 from ..common.contracts import (
     ManualProductSchema,
     TransformedProduct,
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"schema": schemas.ErrorSchema, "description": text}
+    code: probes.error(text)
     for code, text in {
         400: "Malformed JSON.",
         401: "Missing or wrong bearer token.",
@@ -305,7 +305,7 @@ def _id_of(item: Any) -> str | None:
     tags=["produtos"],
     summary="Read a persisted product",
     responses={
-        404: {"schema": schemas.ErrorSchema, "description": "No such product."},
+        404: probes.error("No such product."),
         401: ERRORS[401],
     },
 )
@@ -354,27 +354,16 @@ async def list_products(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/health")
-@docs(tags=["probes"], summary="Liveness: the process answers", security=[])
-@response_schema(schemas.ProbeSchema, 200)
-async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+routes.get("/health")(probes.health)
 
 
 @routes.get("/ready")
-@docs(
-    tags=["probes"],
-    summary="Readiness: PostgreSQL and Kafka are reachable",
-    security=[],
-    responses={503: {"schema": schemas.ProbeSchema, "description": "A dependency is down."}},
+@probes.ready_docs(
+    "Readiness: PostgreSQL and Kafka are reachable", "PostgreSQL or Kafka is unreachable."
 )
-@response_schema(schemas.ProbeSchema, 200)
 async def ready(request: web.Request) -> web.Response:
     app = request.app
     database, kafka = await asyncio.gather(app[DATABASE].ready(), app[PRODUCER].ready())
     checks = {"database": database, "kafka": kafka, "outbox_relay": app[RELAY].active}
-    healthy = database and kafka
-    return json_response(
-        {"status": "ready" if healthy else "unavailable", "checks": checks},
-        status=200 if healthy else 503,
-    )
+    # Relaying is one replica's job at a time: a standby replica is ready too.
+    return probes.readiness(checks, required=("database", "kafka"))

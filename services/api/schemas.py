@@ -8,21 +8,9 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from ..common.contracts import ManualProductSchema, TransformedProductSchema
+from ..common.probes import ErrorBodySchema
 
 MAX_BATCH = 5000
-
-
-class ErrorBodySchema(Schema):
-    code = fields.String(metadata={"example": "validation_failed"})
-    message = fields.String(metadata={"example": "The record is invalid."})
-    fields_ = fields.Dict(
-        data_key="fields",
-        metadata={"example": {"price": ["Must be greater than or equal to 0."]}},
-    )
-
-
-class ErrorSchema(Schema):
-    error = fields.Nested(ErrorBodySchema)
 
 
 class ManualAcceptedSchema(Schema):
@@ -81,8 +69,3 @@ class ProductPageSchema(Schema):
     next = fields.String(
         allow_none=True, metadata={"description": "Pass as 'after' for the next page."}
     )
-
-
-class ProbeSchema(Schema):
-    status = fields.String(metadata={"example": "ok"})
-    checks = fields.Dict(keys=fields.String(), values=fields.Boolean())

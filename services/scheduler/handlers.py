@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp_apispec import docs, request_schema, response_schema
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
 
+from ..common import probes
 from ..common.contracts import ManualProductSchema, TransformedProductSchema, load_manual
 from ..common.http import ApiError, invalid, json_response, read_json
 from ..common.transform import transform
@@ -17,15 +18,6 @@ from .consumer import Replay
 from .keys import API, CONSUMER, DEAD_LETTERS
 
 routes = web.RouteTableDef()
-
-
-class ErrorSchema(Schema):
-    error = fields.Dict(metadata={"example": {"code": "unauthorized", "message": "..."}})
-
-
-class ProbeSchema(Schema):
-    status = fields.String(metadata={"example": "ready"})
-    checks = fields.Dict(keys=fields.String(), values=fields.Boolean())
 
 
 class PartitionStatusSchema(Schema):
@@ -72,43 +64,29 @@ class ReplayResultSchema(Schema):
     )
 
 
-UNAUTHORIZED = {401: {"schema": ErrorSchema, "description": "Missing or wrong bearer token."}}
 REPLAY = ReplaySchema()
 
 
-@routes.get("/health")
-@docs(tags=["probes"], summary="Liveness: the process answers", security=[])
-@response_schema(ProbeSchema, 200)
-async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+routes.get("/health")(probes.health)
 
 
 @routes.get("/ready")
-@docs(
-    tags=["probes"],
-    summary="Readiness: consuming from Kafka, and the API answers",
-    security=[],
-    responses={
-        503: {"schema": ProbeSchema, "description": "Not consuming yet, or the API is down."}
-    },
+@probes.ready_docs(
+    "Readiness: consuming from Kafka, and the API answers",
+    "Not consuming yet, or Kafka or the API is unreachable.",
 )
-@response_schema(ProbeSchema, 200)
 async def ready(request: web.Request) -> web.Response:
     app = request.app
     kafka, api = await asyncio.gather(app[DEAD_LETTERS].ready(), app[API].reachable())
     checks = {"consumer": app[CONSUMER].consuming, "kafka": kafka, "api": api}
-    healthy = all(checks.values())
-    return json_response(
-        {"status": "ready" if healthy else "unavailable", "checks": checks},
-        status=200 if healthy else 503,
-    )
+    return probes.readiness(checks, required=checks)
 
 
 @routes.get("/status")
 @docs(
     tags=["consumer"],
     summary="Assigned partitions, committed offsets, lag and counters",
-    responses=UNAUTHORIZED,
+    responses=probes.UNAUTHORIZED,
 )
 @response_schema(StatusSchema, 200)
 async def status(request: web.Request) -> web.Response:
@@ -119,7 +97,7 @@ async def status(request: web.Request) -> web.Response:
 @docs(
     tags=["consumer"],
     summary="Pause consumption (the batch in flight finishes)",
-    responses=UNAUTHORIZED,
+    responses=probes.UNAUTHORIZED,
 )
 @response_schema(StatusSchema, 200)
 async def pause(request: web.Request) -> web.Response:
@@ -128,7 +106,7 @@ async def pause(request: web.Request) -> web.Response:
 
 
 @routes.post("/consumer/resume")
-@docs(tags=["consumer"], summary="Resume consumption", responses=UNAUTHORIZED)
+@docs(tags=["consumer"], summary="Resume consumption", responses=probes.UNAUTHORIZED)
 @response_schema(StatusSchema, 200)
 async def resume(request: web.Request) -> web.Response:
     request.app[CONSUMER].resume()
@@ -141,7 +119,7 @@ async def resume(request: web.Request) -> web.Response:
     summary="Replay this instance's partitions from an instant or from offsets",
     description="Moves the consumer and commits the new positions at once. Records are "
     "persisted again idempotently: a replayed record never regresses a newer row.",
-    responses={**UNAUTHORIZED, 422: {"schema": ErrorSchema, "description": "Invalid request."}},
+    responses={**probes.UNAUTHORIZED, 422: probes.error("Invalid request.")},
 )
 @request_schema(ReplaySchema)
 @response_schema(ReplayResultSchema, 200)
@@ -165,7 +143,7 @@ async def replay(request: web.Request) -> web.Response:
     "availability timestamp is taken from the 'timestamp' query parameter (ISO 8601), "
     "standing for the Kafka record's timestamp; now when absent.",
     parameters=[{"in": "query", "name": "timestamp", "type": "string", "format": "date-time"}],
-    responses={**UNAUTHORIZED, 422: {"schema": ErrorSchema, "description": "Invalid record."}},
+    responses={**probes.UNAUTHORIZED, 422: probes.error("Invalid record.")},
 )
 @request_schema(ManualProductSchema)
 @response_schema(TransformedProductSchema, 200)
