@@ -147,7 +147,9 @@ class Stream:
         )
         await producer.start()
         try:
-            chunk = 20
+            # Bursts of 100 (four a second at 2,000 in 5 s): the scheduler then fetches
+            # batches of about that size, so a fault strikes a sizeable batch in flight.
+            chunk = 100
             tick = self.seconds * chunk / len(self.messages)
             started = time.monotonic()
             for number, first in enumerate(range(0, len(self.messages), chunk)):
