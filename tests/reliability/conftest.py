@@ -40,7 +40,7 @@ def results(request: pytest.FixtureRequest) -> Iterator[Results]:
 @pytest.fixture(scope="session")
 def infrastructure(results: Results) -> Iterator[Infrastructure]:
     infra = Infrastructure()
-    infra.start()
+    infra.start_afresh()
     try:
         yield infra
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,6 +104,16 @@ class Infrastructure:
         self.run("postgres", "start")
         self.run("kafka", "start")
         self.disturbed = False
+
+    def start_afresh(self) -> None:
+        """Start of the session: a broker without the topics of earlier sessions (which
+        would only slow its restarts down), and the database server."""
+        self.run("kafka", "stop")  # one left running by an interrupted session
+        shutil.rmtree(self.run_dir / "kafka-data", ignore_errors=True)
+        log = self.run_dir / "kafka.log"
+        if log.exists():
+            log.replace(self.run_dir / "kafka.previous.log")  # one session's worth kept
+        self.start()
 
     def stop(self) -> None:
         self.run("kafka", "stop")
