@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ..common.config import KafkaConfig
@@ -352,7 +352,10 @@ class ProductConsumer:
         if consumer is not None:
             for tp in sorted(consumer.assignment(), key=lambda tp: tp.partition):
                 committed = await consumer.committed(tp)
-                end = consumer.highwater(tp)
+                try:
+                    end = consumer.highwater(tp)
+                except (AssertionError, IllegalStateError):
+                    continue  # revoked by a rebalance meanwhile
                 partitions.append(
                     {
                         "topic": tp.topic,
