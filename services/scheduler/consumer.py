@@ -351,10 +351,10 @@ class ProductConsumer:
         partitions: list[dict[str, Any]] = []
         if consumer is not None:
             for tp in sorted(consumer.assignment(), key=lambda tp: tp.partition):
-                committed = await consumer.committed(tp)
                 try:
+                    committed = await consumer.committed(tp)
                     end = consumer.highwater(tp)
-                except (AssertionError, IllegalStateError):
+                except (AssertionError, IllegalStateError, KafkaError):
                     continue  # revoked by a rebalance meanwhile
                 partitions.append(
                     {
