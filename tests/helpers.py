@@ -76,16 +76,23 @@ async def drop_database(url: str, server: str = DATABASE_URL) -> None:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, within: float, what: str, every: float = 0.05
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    within: float,
+    what: str,
+    every: float = 0.05,
+    context: Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming what did not happen."""
+    """Poll ``check`` until it returns something truthy; fail naming what did not happen
+    (followed by ``context()``, e.g. the end of a service's log)."""
     deadline = time.monotonic() + within
     while True:
         result = await check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {within:.0f}s")
+            message = f"{what} did not happen within {within:.0f}s"
+            raise AssertionError(f"{message}\n{context()}" if context else message)
         await asyncio.sleep(every)
 
 

@@ -10,17 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import aiohttp
 from dotenv import dotenv_values
 
 from ..helpers import ROOT, eventually
-
-T = TypeVar("T")
 
 PYTHON = Path(sys.executable)
 # The suite's own broker and PostgreSQL server: it stops and kills them, so they must never
@@ -193,7 +190,13 @@ class ServiceProcess:
         async def exited() -> bool:
             return process.poll() is not None
 
-        await self.eventually(exited, within=within, what=f"{self.name} exiting after SIGTERM")
+        await eventually(
+            exited,
+            within=within,
+            what=f"{self.name} exiting after SIGTERM",
+            every=0.1,
+            context=self.log_tail,
+        )
         return process.wait()
 
     def discard(self) -> None:
@@ -221,21 +224,21 @@ class ServiceProcess:
                 raise AssertionError(f"{self.name} exited during start-up:\n{tail(self.log)}")
             return await self.probe("/ready") == 200
 
-        await self.eventually(answers_200, within=within, what=f"{self.name} answering /ready")
+        await eventually(
+            answers_200,
+            within=within,
+            what=f"{self.name} answering /ready",
+            every=0.1,
+            context=self.log_tail,
+        )
 
     async def metric(self, name: str, **labels: str) -> float:
         status, text = await self.get("/metrics")
         assert status == 200, text
         return metric(text, f"fluxo_{self.name}_{name}", **labels)
 
+    def log_tail(self) -> str:
+        return f"--- {self.log}:\n{tail(self.log)}"
+
     def log_text(self) -> str:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in self.logs)
-
-    async def eventually(
-        self, check: Callable[[], Awaitable[T | None]], *, within: float, what: str
-    ) -> T:
-        """``helpers.eventually``, with the end of this service's log in the failure."""
-        try:
-            return await eventually(check, within=within, what=what, every=0.1)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n--- {self.log}:\n{tail(self.log)}") from None

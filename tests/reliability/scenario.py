@@ -179,10 +179,7 @@ class Scenario:
         self, check: Callable[[], Awaitable[T | None]], *, within: float, what: str
     ) -> T:
         """``helpers.eventually``, with the end of every service's log in the failure."""
-        try:
-            return await eventually(check, within=within, what=what, every=0.1)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{self.logs()}") from None
+        return await eventually(check, within=within, what=what, every=0.1, context=self.logs)
 
     # --- workload ------------------------------------------------------------------
 
