@@ -42,7 +42,7 @@ def create_app(config: ApiConfig) -> web.Application:
     app[METRICS] = metrics
     app.cleanup_ctx.extend([database_ctx, producer_ctx, relay_ctx])
     app.router.add_routes(routes)
-    app.router.add_get("/metrics", metrics_handler(metrics))
+    app.router.add_get("/metrics", metrics_handler(metrics), allow_head=False)
     setup_docs(app, "fluxo-dados API", DESCRIPTION)
     return app
 

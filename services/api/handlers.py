@@ -300,7 +300,7 @@ def _id_of(item: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@routes.get("/produtos/{id}")
+@routes.get("/produtos/{id}", allow_head=False)
 @docs(
     tags=["produtos"],
     summary="Read a persisted product",
@@ -319,7 +319,7 @@ async def get_product(request: web.Request) -> web.Response:
     return web.Response(text=document, content_type="application/json")
 
 
-@routes.get("/produtos")
+@routes.get("/produtos", allow_head=False)
 @docs(
     tags=["produtos"],
     summary="List persisted products in id order",
@@ -354,10 +354,10 @@ async def list_products(request: web.Request) -> web.Response:
     )
 
 
-routes.get("/health")(probes.health)
+routes.get("/health", allow_head=False)(probes.health)
 
 
-@routes.get("/ready")
+@routes.get("/ready", allow_head=False)
 @probes.ready_docs(
     "Readiness: PostgreSQL and Kafka are reachable", "PostgreSQL or Kafka is unreachable."
 )

@@ -43,7 +43,7 @@ def create_app(config: SchedulerConfig) -> web.Application:
     app[METRICS] = Metrics("fluxo_scheduler")
     app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx])
     app.router.add_routes(routes)
-    app.router.add_get("/metrics", metrics_handler(app[METRICS]))
+    app.router.add_get("/metrics", metrics_handler(app[METRICS]), allow_head=False)
     setup_docs(app, "fluxo-dados scheduler", DESCRIPTION)
     return app
 

@@ -67,10 +67,10 @@ class ReplayResultSchema(Schema):
 REPLAY = ReplaySchema()
 
 
-routes.get("/health")(probes.health)
+routes.get("/health", allow_head=False)(probes.health)
 
 
-@routes.get("/ready")
+@routes.get("/ready", allow_head=False)
 @probes.ready_docs(
     "Readiness: consuming from Kafka, and the API answers",
     "Not consuming yet, or Kafka or the API is unreachable.",
@@ -82,7 +82,7 @@ async def ready(request: web.Request) -> web.Response:
     return probes.readiness(checks, required=checks)
 
 
-@routes.get("/status")
+@routes.get("/status", allow_head=False)
 @docs(
     tags=["consumer"],
     summary="Assigned partitions, committed offsets, lag and counters",
