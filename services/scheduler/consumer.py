@@ -350,12 +350,18 @@ class ProductConsumer:
         consumer = self._consumer
         partitions: list[dict[str, Any]] = []
         if consumer is not None:
-            for tp in sorted(consumer.assignment(), key=lambda tp: tp.partition):
+            assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+            try:
+                # Asked of the broker: a paused partition's fetched high-water mark is stale.
+                ends = await consumer.end_offsets(assigned) if assigned else {}
+            except KafkaError:
+                ends = {}
+            for tp in assigned:
                 try:
                     committed = await consumer.committed(tp)
-                    end = consumer.highwater(tp)
                 except (AssertionError, IllegalStateError, KafkaError):
                     continue  # revoked by a rebalance meanwhile
+                end = ends.get(tp)
                 partitions.append(
                     {
                         "topic": tp.topic,
