@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values
-
 from services.api.config import ApiConfig
-from services.common.config import KafkaConfig
+from services.common.config import KafkaConfig, local_environ
 from services.scheduler.config import SchedulerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".run"
 RESULTS_DIR = ROOT / "bench" / "results"
 README = ROOT / "bench" / "README.md"
-
-
-def environment() -> dict[str, str]:
-    """.env.example, then .env, then the process environment: the services' precedence
-    (``make up`` copies .env.example to .env, python-dotenv never overrides the environment)."""
-    merged: dict[str, str] = {}
-    for source in (dotenv_values(ROOT / ".env.example"), dotenv_values(ROOT / ".env"), os.environ):
-        merged.update({key: value for key, value in source.items() if value is not None})
-    return merged
 
 
 @dataclass(frozen=True)
@@ -55,7 +43,7 @@ class Settings:
 
     @classmethod
     def load(cls) -> Settings:
-        env = environment()
+        env = local_environ(ROOT)
         api = ApiConfig.from_env(env)
         scheduler = SchedulerConfig.from_env(env)
         # The settings that shape the figures, as the services read them (defaults included).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -13,19 +12,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from dotenv import dotenv_values
 
 from services.common import jsoncodec
-from services.common.config import KafkaConfig
+from services.common.config import KafkaConfig, local_environ
 
 ROOT = Path(__file__).resolve().parents[1]
-# The settings `make test` runs with: .env.example, then .env, then the environment.
-ENV: dict[str, str] = {
-    key: value
-    for source in (dotenv_values(ROOT / ".env.example"), dotenv_values(ROOT / ".env"), os.environ)
-    for key, value in source.items()
-    if value is not None
-}
+ENV = local_environ(ROOT)  # the settings `make test` runs with
 BOOTSTRAP = ENV["KAFKA_BOOTSTRAP_SERVERS"]
 DATABASE_URL = ENV["DATABASE_URL"]
 TOKEN = "test-token"

@@ -1,6 +1,7 @@
 """Request and response schemas of the API's endpoints, beyond the record contracts.
 
-They document the endpoints in Swagger; the batch envelope also validates requests.
+They document the endpoints in Swagger; the handlers validate the batch envelope itself,
+item by item.
 """
 
 from __future__ import annotations

@@ -7,8 +7,28 @@ python-dotenv in ``__main__``); tests build the same dataclasses from plain dict
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+
+def local_environ(directory: Path) -> dict[str, str]:
+    """The settings a local run sees: ``.env.example``, then ``.env``, then the environment.
+
+    The services read ``.env`` and the environment; ``make up`` copies ``.env.example`` to
+    ``.env`` when missing. Tools that run beside them (tests, the benchmark) use this.
+    """
+    merged: dict[str, str] = {}
+    for source in (
+        dotenv_values(directory / ".env.example"),
+        dotenv_values(directory / ".env"),
+        os.environ,
+    ):
+        merged.update({key: value for key, value in source.items() if value is not None})
+    return merged
 
 
 class ConfigError(ValueError):

@@ -8,7 +8,7 @@ import pytest
 from dotenv import dotenv_values
 
 from services.api.config import ApiConfig
-from services.common.config import ConfigError, KafkaConfig, RetryConfig
+from services.common.config import ConfigError, KafkaConfig, RetryConfig, local_environ
 from services.scheduler.config import SchedulerConfig
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -210,3 +210,15 @@ def test_a_config_is_frozen() -> None:
 def test_a_number_that_is_not_a_number_is_named(variable: str) -> None:
     with pytest.raises(ConfigError, match=f"^{variable} must be "):
         SchedulerConfig.from_env({"API_TOKEN": TOKEN, variable: "nan"})
+
+
+def test_a_local_run_reads_env_example_then_env_then_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env.example").write_text("A=example\nB=example\nC=example\n")
+    (tmp_path / ".env").write_text("B=dotenv\nC=dotenv\n")
+    monkeypatch.setenv("C", "environment")
+
+    environ = local_environ(tmp_path)
+
+    assert (environ["A"], environ["B"], environ["C"]) == ("example", "dotenv", "environment")
