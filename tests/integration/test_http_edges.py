@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -15,8 +16,11 @@ from pytest_aiohttp import AiohttpClient
 from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
 from services.common import jsoncodec
+from services.common.config import KafkaConfig
+from services.scheduler.app import create_app as create_scheduler
+from services.scheduler.config import SchedulerConfig
 
-from ..helpers import TOKEN, auth, eventually
+from ..helpers import TOKEN, auth, encode, eventually, manual_record, produce, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -155,3 +159,34 @@ async def test_utf8_may_be_named_as_the_charset(api: Client, charset: str) -> No
     )
 
     assert response.status == 422  # read and validated, not refused for its media type
+
+
+async def test_the_scheduler_sends_its_first_token_and_accepts_all_of_its_tokens(
+    api: Client,
+    scheduler_config: SchedulerConfig,
+    api_config: ApiConfig,
+    kafka: KafkaConfig,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # The API accepts TOKEN only; the scheduler is midway through a rotation.
+    config = dataclasses.replace(scheduler_config, api_tokens=(TOKEN, NEW_TOKEN))
+    scheduler = await aiohttp_client(create_scheduler(config))
+    record = manual_record(unique("rotation"))
+
+    await produce(kafka.topic_cadastro, [(record["productId"].encode(), encode(record))])
+
+    await eventually(
+        lambda: _persisted(api_config.database_url, record["productId"]),
+        within=30,
+        what="the record persisted with the scheduler's first token",
+    )
+    assert (await scheduler.get("/status", headers=auth(NEW_TOKEN))).status == 200
+    assert (await scheduler.get("/status", headers=auth(OLD_TOKEN))).status == 401
+
+
+async def _persisted(database: str, product_id: str) -> bool:
+    conn = await asyncpg.connect(database)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM products WHERE id = $1", product_id))
+    finally:
+        await conn.close()

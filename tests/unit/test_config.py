@@ -347,3 +347,21 @@ def test_the_database_is_reached_in_plain_on_loopback_unless_tls_is_asked_for(
 def test_an_unknown_sslmode_is_named() -> None:
     with pytest.raises(ConfigError, match=r"^DATABASE_URL's sslmode must be one of"):
         ApiConfig.from_env({**REQUIRED, "DATABASE_URL": DATABASE_URL + "?sslmode=on"})
+
+
+def test_no_secret_appears_in_the_repr_of_either_config() -> None:
+    secrets = {
+        "API_TOKENS": "first-secret-token,second-secret-token",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_USERNAME": "fluxo",
+        "KAFKA_SASL_PASSWORD": "kafka-secret-password",
+    }
+    for config in (
+        ApiConfig.from_env({**secrets, "DATABASE_URL": DATABASE_URL}),
+        SchedulerConfig.from_env(secrets),
+    ):
+        text = repr(config)
+
+        for secret in ("first-secret-token", "second-secret-token", "kafka-secret-password"):
+            assert secret not in text
+        assert "sasl_username='fluxo'" in text
