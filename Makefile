@@ -47,6 +47,9 @@ read-topic: install .env  ## print TOPIC's records as JSON lines (default produt
 	$(VENV)/bin/python scripts/read_topic.py $(TOPIC)
 
 test: install .env  ## start PostgreSQL and Kafka, run the whole test suite
+	@# openssl: the transport-security tests make their own CA and certificates.
+	@command -v openssl >/dev/null || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

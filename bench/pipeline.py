@@ -20,6 +20,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.common import jsoncodec
+from services.common.kafka import client_settings
 
 from . import report
 from .procs import BenchError, Sampler
@@ -65,7 +66,7 @@ class ArrivalWatcher:
         self._topic = settings.kafka.topic_persistidos
         self._prefix = id_prefix(run_id).encode()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
+            **client_settings(settings.kafka),
             group_id=None,
             enable_auto_commit=False,
         )

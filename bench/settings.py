@@ -27,7 +27,7 @@ class Settings:
 
     @property
     def token(self) -> str:
-        return self.scheduler.api_token
+        return self.scheduler.api_tokens[0]
 
     @property
     def batch_size(self) -> int:

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.api.config import SQL_DIR
 from services.api.database import apply_migrations
 from services.api.repository import upsert_products
-from services.common.kafka import create_producer, ensure_topics
+from services.common.kafka import client_settings, create_producer, ensure_topics
 from services.scheduler.api_client import BATCH_PATH
 
 from .pipeline import produce_full_speed
@@ -51,7 +51,7 @@ async def kafka(
             await producer.stop()
         consume_seconds = await _consume(settings, topic, len(values))
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+        admin = AIOKafkaAdminClient(**client_settings(settings.kafka))
         await admin.start()
         try:
             await admin.delete_topics([topic])
@@ -65,7 +65,7 @@ async def kafka(
 
 async def _consume(settings: Settings, topic: str, count: int) -> float:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_settings(settings.kafka),
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=2 * 1024 * 1024,  # as the scheduler's consumer

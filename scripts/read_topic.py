@@ -17,12 +17,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from dotenv import load_dotenv
 
+from services.common.config import Env, KafkaConfig
+from services.common.kafka import client_settings
+
 
 async def read(topic: str, idle: float) -> int:
     # Without a group_id the consumer takes every partition itself and commits nothing.
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        **client_settings(KafkaConfig.from_env(Env(os.environ))),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )

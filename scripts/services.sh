@@ -50,11 +50,17 @@ start() {
 }
 
 info() {   # what `make up` prints once everything is ready
+  # The token the scheduler sends: the first of API_TOKENS, else API_TOKEN.
+  local token
+  token=$(setting API_TOKENS)
+  token=${token%%,*}
+  token=${token//[[:space:]]/}
+  [[ -n $token ]] || token=$(setting API_TOKEN)
   cat <<EOF2
 API:       http://localhost:$API_PORT/docs
 Scheduler: http://localhost:$SCHEDULER_PORT/docs
 Try it:
-curl -X POST http://localhost:$API_PORT/produto/manual -H "Authorization: Bearer $(setting API_TOKEN)" -H 'Content-Type: application/json' -d '{"productId": "12369", "productName": "Nome do Produto", "productDescription": "Descrição do Produto", "price": 100.0, "currency": "BRL", "stockQuantity": 50, "category": "Categoria do Produto"}'
+curl -X POST http://localhost:$API_PORT/produto/manual -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"productId": "12369", "productName": "Nome do Produto", "productDescription": "Descrição do Produto", "price": 100.0, "currency": "BRL", "stockQuantity": 50, "category": "Categoria do Produto"}'
 EOF2
 }
 

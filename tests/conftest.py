@@ -37,7 +37,7 @@ async def database() -> AsyncIterator[str]:
 @pytest.fixture
 def api_config(kafka: KafkaConfig, database: str) -> ApiConfig:
     return ApiConfig(
-        api_token=TOKEN,
+        api_tokens=(TOKEN,),
         database_url=database,
         kafka=kafka,
         retry=FAST_RETRY,
@@ -66,7 +66,7 @@ async def api(api_config: ApiConfig, aiohttp_client: AiohttpClient) -> Client:
 def scheduler_config(kafka: KafkaConfig, api: Client) -> SchedulerConfig:
     server: TestServer = api.server  # type: ignore[assignment]
     return SchedulerConfig(
-        api_token=TOKEN,
+        api_tokens=(TOKEN,),
         api_url=str(server.make_url("")).rstrip("/"),
         kafka=kafka,
         retry=FAST_RETRY,

@@ -17,6 +17,7 @@ from ..common.http import (
     trace_middleware,
 )
 from ..common.kafka import ManagedProducer
+from ..common.protocol import answer_malformed_requests_in_json
 from .config import ApiConfig
 from .database import Database
 from .handlers import routes
@@ -31,8 +32,9 @@ DESCRIPTION = (
 
 def create_app(config: ApiConfig) -> web.Application:
     """Build the application; no I/O happens until it starts."""
+    answer_malformed_requests_in_json()
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_token)],
+        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_tokens)],
         client_max_size=config.max_body_bytes,
     )
     metrics = Metrics("fluxo_api")

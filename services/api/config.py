@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..common.config import Env, KafkaConfig, RetryConfig
+from ..common.config import ConfigError, Env, KafkaConfig, RetryConfig, api_tokens
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def database_url(url: str, environ: Mapping[str, str]) -> str:
+    """``DATABASE_URL`` with its ``sslmode`` checked, and plain on loopback by default.
+
+    Without an ``sslmode`` (in the URL or in ``PGSSLMODE``) asyncpg tries TLS first
+    (``prefer``), which on the same machine only costs a handshake per connection; a
+    remote server keeps that default. TLS is asked for in the URL, e.g.
+    ``?sslmode=verify-full&sslrootcert=/path/ca.pem``.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # several hosts ("h1:5432,h2:5432") are left to asyncpg
+        return url
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    mode = dict(query).get("sslmode")
+    if mode is not None:
+        if mode not in SSL_MODES:
+            raise ConfigError(
+                f"DATABASE_URL's sslmode must be one of {', '.join(SSL_MODES)}, got {mode!r}"
+            )
+        return url
+    if environ.get("PGSSLMODE") or host is None or not _loopback(host):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, ("sslmode", "disable")])))
 
 
 @dataclass(frozen=True)
 class ApiConfig:
-    api_token: str = field(repr=False)
+    api_tokens: tuple[str, ...] = field(repr=False)
     database_url: str = field(repr=False)
     port: int = 8000
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
@@ -28,8 +67,8 @@ class ApiConfig:
     def from_env(cls, environ: Mapping[str, str]) -> ApiConfig:
         env = Env(environ)
         return cls(
-            api_token=env.text("API_TOKEN"),
-            database_url=env.text("DATABASE_URL"),
+            api_tokens=api_tokens(env),
+            database_url=database_url(env.text("DATABASE_URL"), environ),
             port=env.port("API_PORT", cls.port),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),

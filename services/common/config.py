@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -61,6 +62,12 @@ class Env:
             raise ConfigError(f"{name} must be at most {maximum}, got {value}")
         return value
 
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default).upper()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
     def port(self, name: str, default: int) -> int:
         return self.integer(name, default, minimum=1, maximum=65535)
 
@@ -75,6 +82,34 @@ class Env:
         return value
 
 
+# RFC 6750's b64token: what a bearer token may contain, so that it fits in a header as is.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+def api_tokens(env: Env) -> tuple[str, ...]:
+    """The accepted bearer tokens: ``API_TOKENS`` (comma-separated), else ``API_TOKEN``.
+
+    Several tokens are valid at once so that a new one can be rolled out before the old
+    one is withdrawn; a client sends the first.
+    """
+    raw = env.text("API_TOKENS", "") or env.text("API_TOKEN", "")
+    tokens = tuple(token.strip() for token in raw.split(",") if token.strip())
+    if not tokens:
+        raise ConfigError("API_TOKENS (or API_TOKEN) is required")
+    for position, token in enumerate(tokens, start=1):
+        if not TOKEN_PATTERN.fullmatch(token):
+            # Never the token itself in the message: it ends up in logs.
+            raise ConfigError(
+                f"API_TOKENS: token {position} may only contain letters, digits and -._~+/ "
+                "(then trailing '=')"
+            )
+    return tokens
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap_servers: str = "localhost:9092"
@@ -83,9 +118,29 @@ class KafkaConfig:
     topic_dlq: str = "cadastro-produtos.dlq"
     partitions: int = 6
     replication_factor: int = 1
+    # Transport security, the same for every client (producers, consumers, admin).
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    # CA bundle that signs the brokers' certificates; empty: the system's CAs.
+    ssl_cafile: str = ""
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol.endswith("SSL")
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaConfig:
+        protocol = env.choice("KAFKA_SECURITY_PROTOCOL", SECURITY_PROTOCOLS, cls.security_protocol)
+        sasl = protocol.startswith("SASL_")
+        cafile = env.text("KAFKA_SSL_CAFILE", "")
+        if cafile and not Path(cafile).is_file():
+            raise ConfigError(f"KAFKA_SSL_CAFILE must be a readable file, got {cafile!r}")
         return cls(
             bootstrap_servers=env.text("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
             topic_cadastro=env.text("KAFKA_TOPIC_CADASTRO_PRODUTO", cls.topic_cadastro),
@@ -95,6 +150,11 @@ class KafkaConfig:
             replication_factor=env.integer(
                 "KAFKA_TOPIC_REPLICATION_FACTOR", cls.replication_factor, minimum=1
             ),
+            security_protocol=protocol,
+            sasl_mechanism=env.choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS, cls.sasl_mechanism),
+            sasl_username=env.text("KAFKA_SASL_USERNAME", None if sasl else ""),
+            sasl_password=env.text("KAFKA_SASL_PASSWORD", None if sasl else ""),
+            ssl_cafile=cafile,
         )
 
     @property

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -104,7 +105,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(ApiError(exc.status, exc.reason))
+        response = error_response(ApiError(exc.status, exc.reason))
+        if "Allow" in exc.headers:  # a 405 names the methods the resource answers
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception(
             "unexpected error on %s %s trace=%s",
@@ -115,24 +119,48 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(ApiError(500, "Internal error.", code="internal"))
 
 
-def bearer_auth(token: str) -> Middleware:
-    expected = f"Bearer {token}".encode()
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def bearer_auth(tokens: Sequence[str]) -> Middleware:
+    """Require ``Authorization: Bearer <token>`` with any of ``tokens`` outside the public paths.
+
+    The given token is compared with every accepted one, each in constant time (on
+    digests of equal length), so neither the time taken nor the token that matched tells
+    anything about the accepted tokens.
+    """
+    expected = [_digest(token) for token in tokens]
+
+    def authorized(header: str) -> bool:
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        digest = _digest(given.strip())
+        matches = [hmac.compare_digest(digest, token) for token in expected]
+        return any(matches)
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(PUBLIC_PREFIXES):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                raise ApiError(401, "A valid 'Authorization: Bearer <token>' header is required.")
+        if not request.path.startswith(PUBLIC_PREFIXES) and not authorized(
+            request.headers.get("Authorization", "")
+        ):
+            raise ApiError(401, "A valid 'Authorization: Bearer <token>' header is required.")
         return await handler(request)
 
     return auth_middleware
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request's JSON body: 415 when not JSON, 413 when too large, 400 when malformed."""
+    """The request's JSON body: 415 when not JSON (or not UTF-8), 413 when too large, 400
+    when malformed."""
     if request.content_type != "application/json":
         raise ApiError(415, "Send the body as 'Content-Type: application/json'.")
+    charset = request.charset
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        raise ApiError(
+            415, f"The charset {charset[:40]!r} is not supported; send the body as UTF-8."
+        )
     body = await request.read()  # raises 413 past the application's client_max_size
     try:
         return jsoncodec.loads(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +21,30 @@ log = logging.getLogger(__name__)
 TOPIC_ALREADY_EXISTS = 36
 
 
+def client_settings(config: KafkaConfig) -> dict[str, Any]:
+    """How every Kafka client of the project connects: servers, TLS and SASL.
+
+    Producers, consumers and admin clients are all built with these settings, so that a
+    secured cluster needs nothing more than the ``KAFKA_SECURITY_*``/``KAFKA_SASL_*``/
+    ``KAFKA_SSL_*`` variables.
+    """
+    settings: dict[str, Any] = {
+        "bootstrap_servers": config.bootstrap_servers,
+        "security_protocol": config.security_protocol,
+    }
+    if config.uses_ssl:
+        # Verifies the broker's certificate and host name against the CA file (or the
+        # system's CAs).
+        settings["ssl_context"] = ssl.create_default_context(cafile=config.ssl_cafile or None)
+    if config.uses_sasl:
+        settings.update(
+            sasl_mechanism=config.sasl_mechanism,
+            sasl_plain_username=config.sasl_username,
+            sasl_plain_password=config.sasl_password,
+        )
+    return settings
+
+
 async def ensure_topics(config: KafkaConfig, names: Iterable[str] | None = None) -> None:
     """Create the configured topics that do not exist yet.
 
@@ -27,7 +52,7 @@ async def ensure_topics(config: KafkaConfig, names: Iterable[str] | None = None)
     another process created meanwhile is not an error.
     """
     wanted = list(names if names is not None else config.topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_settings(config))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -57,7 +82,7 @@ async def ensure_topics(config: KafkaConfig, names: Iterable[str] | None = None)
 def create_producer(config: KafkaConfig, **overrides: Any) -> AIOKafkaProducer:
     """A producer that waits for every in-sync replica and never duplicates on retry."""
     settings: dict[str, Any] = {
-        "bootstrap_servers": config.bootstrap_servers,
+        **client_settings(config),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,

@@ -19,6 +19,7 @@ from ..common.http import (
     trace_middleware,
 )
 from ..common.kafka import ManagedProducer
+from ..common.protocol import answer_malformed_requests_in_json
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
@@ -36,8 +37,9 @@ DESCRIPTION = (
 
 def create_app(config: SchedulerConfig) -> web.Application:
     """Build the application; no I/O happens until it starts."""
+    answer_malformed_requests_in_json()
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_token)]
+        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_tokens)]
     )
     app[CONFIG] = config
     app[METRICS] = Metrics("fluxo_scheduler")
@@ -55,7 +57,7 @@ async def api_client_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=config.request_timeout),
         connector=aiohttp.TCPConnector(limit=8),
     ) as session:
-        app[API] = ApiClient(session, config.api_url, config.api_token)
+        app[API] = ApiClient(session, config.api_url, config.api_tokens[0])
         yield
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..common.config import Env, KafkaConfig, RetryConfig
+from ..common.config import Env, KafkaConfig, RetryConfig, api_tokens
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    api_token: str = field(repr=False)
+    # Accepted on the scheduler's own endpoints; the first is sent to the API.
+    api_tokens: tuple[str, ...] = field(repr=False)
     port: int = 8010
     api_url: str = "http://localhost:8000"
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
@@ -28,7 +29,7 @@ class SchedulerConfig:
     def from_env(cls, environ: Mapping[str, str]) -> SchedulerConfig:
         env = Env(environ)
         return cls(
-            api_token=env.text("API_TOKEN"),
+            api_tokens=api_tokens(env),
             port=env.port("SCHEDULER_PORT", cls.port),
             api_url=env.text("API_URL", cls.api_url).rstrip("/"),
             kafka=KafkaConfig.from_env(env),

@@ -22,7 +22,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from ..common.config import KafkaConfig
 from ..common.http import Metrics, Unavailable, new_trace_id
-from ..common.kafka import ManagedProducer, ensure_topics
+from ..common.kafka import ManagedProducer, client_settings, ensure_topics
 from ..common.retry import backoff_delays, retry_forever
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
@@ -142,7 +142,7 @@ class ProductConsumer:
         kafka: KafkaConfig = self._config.kafka
         await ensure_topics(kafka)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **client_settings(kafka),
             group_id=self._config.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

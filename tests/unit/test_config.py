@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from services.api.config import ApiConfig
-from services.common.config import ConfigError, KafkaConfig, RetryConfig, local_environ
+from services.api.config import ApiConfig, database_url
+from services.common.config import ConfigError, Env, KafkaConfig, RetryConfig, local_environ
 from services.scheduler.config import SchedulerConfig
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -26,7 +26,10 @@ def test_the_api_defaults_are_the_values_of_env_example() -> None:
 
     config = ApiConfig.from_env(example)
 
-    assert config == ApiConfig(api_token=example["API_TOKEN"], database_url=example["DATABASE_URL"])
+    assert config == ApiConfig(
+        api_tokens=(example["API_TOKEN"],),
+        database_url=example["DATABASE_URL"] + "?sslmode=disable",
+    )
 
 
 def test_the_scheduler_defaults_are_the_values_of_env_example() -> None:
@@ -34,12 +37,12 @@ def test_the_scheduler_defaults_are_the_values_of_env_example() -> None:
 
     config = SchedulerConfig.from_env(example)
 
-    assert config == SchedulerConfig(api_token=example["API_TOKEN"])
+    assert config == SchedulerConfig(api_tokens=(example["API_TOKEN"],))
 
 
 def test_only_the_required_variables_give_the_defaults() -> None:
-    assert ApiConfig.from_env(REQUIRED) == ApiConfig(api_token=TOKEN, database_url=DATABASE_URL)
-    assert SchedulerConfig.from_env({"API_TOKEN": TOKEN}) == SchedulerConfig(api_token=TOKEN)
+    assert ApiConfig.from_env(REQUIRED) == ApiConfig(api_tokens=(TOKEN,), database_url=DATABASE_URL)
+    assert SchedulerConfig.from_env({"API_TOKEN": TOKEN}) == SchedulerConfig(api_tokens=(TOKEN,))
 
 
 def test_every_api_setting_is_read_from_its_variable() -> None:
@@ -63,7 +66,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
     )
 
     assert config == ApiConfig(
-        api_token=TOKEN,
+        api_tokens=(TOKEN,),
         database_url=DATABASE_URL,
         port=9000,
         kafka=KafkaConfig(
@@ -98,7 +101,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
     )
 
     assert config == SchedulerConfig(
-        api_token=TOKEN,
+        api_tokens=(TOKEN,),
         port=9010,
         api_url="http://api:8000",
         kafka=KafkaConfig(partitions=3),
@@ -119,8 +122,9 @@ def test_an_empty_variable_counts_as_unset() -> None:
 @pytest.mark.parametrize(
     ("environ", "variable"),
     [
-        ({"DATABASE_URL": DATABASE_URL}, "API_TOKEN"),
-        ({"API_TOKEN": "", "DATABASE_URL": DATABASE_URL}, "API_TOKEN"),
+        ({"DATABASE_URL": DATABASE_URL}, r"API_TOKENS \(or API_TOKEN\)"),
+        ({"API_TOKEN": "", "DATABASE_URL": DATABASE_URL}, r"API_TOKENS \(or API_TOKEN\)"),
+        ({"API_TOKENS": " , ", "DATABASE_URL": DATABASE_URL}, r"API_TOKENS \(or API_TOKEN\)"),
         ({"API_TOKEN": TOKEN}, "DATABASE_URL"),
         ({"API_TOKEN": TOKEN, "DATABASE_URL": ""}, "DATABASE_URL"),
     ],
@@ -130,9 +134,9 @@ def test_the_api_names_a_missing_required_variable(environ: dict[str, str], vari
         ApiConfig.from_env(environ)
 
 
-@pytest.mark.parametrize("environ", [{}, {"API_TOKEN": ""}])
+@pytest.mark.parametrize("environ", [{}, {"API_TOKEN": ""}, {"API_TOKENS": ""}])
 def test_the_scheduler_names_a_missing_token(environ: dict[str, str]) -> None:
-    with pytest.raises(ConfigError, match=r"^API_TOKEN is required$"):
+    with pytest.raises(ConfigError, match=r"^API_TOKENS \(or API_TOKEN\) is required$"):
         SchedulerConfig.from_env(environ)
 
 
@@ -222,3 +226,142 @@ def test_a_local_run_reads_env_example_then_env_then_the_environment(
     environ = local_environ(tmp_path)
 
     assert (environ["A"], environ["B"], environ["C"]) == ("example", "dotenv", "environment")
+
+
+def test_several_tokens_are_accepted_at_once_and_the_first_is_sent() -> None:
+    environ = {"API_TOKENS": " new-token , old-token ", "API_TOKEN": "ignored", "API_URL": ""}
+
+    assert ApiConfig.from_env({**environ, "DATABASE_URL": DATABASE_URL}).api_tokens == (
+        "new-token",
+        "old-token",
+    )
+    assert SchedulerConfig.from_env(environ).api_tokens == ("new-token", "old-token")
+
+
+def test_api_token_alone_still_works() -> None:
+    assert SchedulerConfig.from_env({"API_TOKEN": TOKEN}).api_tokens == (TOKEN,)
+
+
+@pytest.mark.parametrize("bad", ["with space", 'quote"d', "new\nline", "ã-accent"])
+def test_a_token_that_cannot_travel_in_a_header_is_named_by_position_not_shown(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"^API_TOKENS: token 2 may only contain") as raised:
+        SchedulerConfig.from_env({"API_TOKENS": f"good,{bad}"})
+
+    assert bad not in str(raised.value)
+
+
+def test_kafka_transport_security_is_read_from_its_variables(tmp_path: Path) -> None:
+    cafile = tmp_path / "ca.pem"
+    cafile.write_text("not parsed here")
+
+    config = KafkaConfig.from_env(
+        Env(
+            {
+                "KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+                "KAFKA_SASL_USERNAME": "fluxo",
+                "KAFKA_SASL_PASSWORD": "kafka-pa55-never-logged",
+                "KAFKA_SSL_CAFILE": str(cafile),
+            }
+        )
+    )
+
+    assert config == KafkaConfig(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="fluxo",
+        sasl_password="kafka-pa55-never-logged",
+        ssl_cafile=str(cafile),
+    )
+    assert (config.uses_ssl, config.uses_sasl) == (True, True)
+    assert "kafka-pa55-never-logged" not in repr(config)
+
+
+def test_kafka_is_plain_without_settings() -> None:
+    config = KafkaConfig.from_env(Env({}))
+
+    assert (config.security_protocol, config.uses_ssl, config.uses_sasl) == (
+        "PLAINTEXT",
+        False,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "^KAFKA_SECURITY_PROTOCOL must be one of"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "GSSAPI"},
+            "^KAFKA_SASL_MECHANISM must be one of",
+        ),
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "^KAFKA_SASL_USERNAME is required$"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "fluxo"},
+            "^KAFKA_SASL_PASSWORD is required$",
+        ),
+        ({"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "^KAFKA_SSL_CAFILE must be a readable"),
+    ],
+)
+def test_a_wrong_kafka_security_setting_is_named(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        KafkaConfig.from_env(Env(environ))
+
+
+@pytest.mark.parametrize(
+    ("url", "environ", "expected"),
+    [
+        (
+            "postgresql://u:p@localhost:5432/db",
+            {},
+            "postgresql://u:p@localhost:5432/db?sslmode=disable",
+        ),
+        (
+            "postgresql://u:p@127.0.0.1/db?application_name=api",
+            {},
+            "postgresql://u:p@127.0.0.1/db?application_name=api&sslmode=disable",
+        ),
+        ("postgresql://u:p@[::1]:5432/db", {}, "postgresql://u:p@[::1]:5432/db?sslmode=disable"),
+        # A remote server keeps asyncpg's default (TLS when the server offers it) ...
+        ("postgresql://u:p@db.internal/db", {}, "postgresql://u:p@db.internal/db"),
+        # ... and what the URL or PGSSLMODE asks for is kept.
+        (
+            "postgresql://u:p@localhost/db?sslmode=verify-full&sslrootcert=/ca.pem",
+            {},
+            "postgresql://u:p@localhost/db?sslmode=verify-full&sslrootcert=/ca.pem",
+        ),
+        (
+            "postgresql://u:p@localhost/db",
+            {"PGSSLMODE": "require"},
+            "postgresql://u:p@localhost/db",
+        ),
+        ("postgresql://u:p@h1:5432,h2:5432/db", {}, "postgresql://u:p@h1:5432,h2:5432/db"),
+    ],
+)
+def test_the_database_is_reached_in_plain_on_loopback_unless_tls_is_asked_for(
+    url: str, environ: dict[str, str], expected: str
+) -> None:
+    assert database_url(url, environ) == expected
+
+
+def test_an_unknown_sslmode_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL's sslmode must be one of"):
+        ApiConfig.from_env({**REQUIRED, "DATABASE_URL": DATABASE_URL + "?sslmode=on"})
+
+
+def test_no_secret_appears_in_the_repr_of_either_config() -> None:
+    secrets = {
+        "API_TOKENS": "first-secret-token,second-secret-token",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_USERNAME": "fluxo",
+        "KAFKA_SASL_PASSWORD": "kafka-secret-password",
+    }
+    for config in (
+        ApiConfig.from_env({**secrets, "DATABASE_URL": DATABASE_URL}),
+        SchedulerConfig.from_env(secrets),
+    ):
+        text = repr(config)
+
+        for secret in ("first-secret-token", "second-secret-token", "kafka-secret-password"):
+            assert secret not in text
+        assert "sasl_username='fluxo'" in text

@@ -1,0 +1,192 @@
+"""Access and the edges of HTTP: tokens, rotation, what is logged, and the answers aiohttp
+itself gives (405, malformed requests, oversized headers, charsets), all in the JSON envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pytest_aiohttp import AiohttpClient
+
+from services.api.app import create_app as create_api
+from services.api.config import ApiConfig
+from services.common import jsoncodec
+from services.common.config import KafkaConfig
+from services.scheduler.app import create_app as create_scheduler
+from services.scheduler.config import SchedulerConfig
+
+from ..helpers import TOKEN, auth, encode, eventually, manual_record, produce, unique
+
+Client = TestClient[web.Request, web.Application]
+
+NEW_TOKEN = "next-3a1f-token"
+OLD_TOKEN = "previous-9c2e-token"
+
+
+async def raw_request(client: Client, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes that no HTTP client library would send; returns status, headers, body."""
+    server: TestServer = client.server  # type: ignore[assignment]
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        return int(status_line.split()[1]), headers, body
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def test_every_protected_endpoint_wants_a_bearer_token_and_says_so(api: Client) -> None:
+    for headers in ({}, auth("wrong-token"), {"Authorization": TOKEN}, {"Authorization": ""}):
+        response = await api.get("/produtos", headers=headers)
+
+        assert response.status == 401, headers
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+async def test_the_scheme_is_case_insensitive(api: Client) -> None:
+    response = await api.get("/produtos", headers={"Authorization": f"bearer {TOKEN}"})
+
+    assert response.status == 200
+
+
+async def test_every_token_of_api_tokens_is_accepted_during_a_rotation(
+    api_config: ApiConfig, aiohttp_client: AiohttpClient
+) -> None:
+    config = dataclasses.replace(api_config, api_tokens=(NEW_TOKEN, OLD_TOKEN))
+    client = await aiohttp_client(create_api(config))
+
+    async def ready() -> bool:
+        return (await client.get("/ready")).status == 200
+
+    await eventually(ready, within=60, what="the API answering 200 on /ready")
+
+    assert (await client.get("/produtos", headers=auth(NEW_TOKEN))).status == 200
+    assert (await client.get("/produtos", headers=auth(OLD_TOKEN))).status == 200
+    assert (await client.get("/produtos", headers=auth(TOKEN))).status == 401
+    # A prefix or an extension of a valid token is not valid.
+    assert (await client.get("/produtos", headers=auth(NEW_TOKEN[:-1]))).status == 401
+    assert (await client.get("/produtos", headers=auth(NEW_TOKEN + "x"))).status == 401
+
+
+async def test_a_token_is_never_logged(api: Client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    await api.get("/produtos", headers=auth())
+    await api.get("/produtos/does-not-exist", headers=auth())
+    await api.post("/produto/manual", data=b"{", headers={**auth(), "Content-Type": "text/x"})
+    await api.get("/produtos", headers=auth("a-wrong-but-secret-token"))
+    await raw_request(
+        api, b"GET /produtos HTTP/1.1\r\nAuthorization: Bearer " + TOKEN.encode() + b"\x01\r\n\r\n"
+    )
+
+    assert any(record.name == "aiohttp.access" for record in caplog.records)  # logging works
+    assert TOKEN not in caplog.text
+    assert "a-wrong-but-secret-token" not in caplog.text
+    assert TOKEN not in repr(api.app)
+
+
+async def test_a_405_names_the_allowed_methods(api: Client) -> None:
+    response = await api.delete("/produto/manual", headers=auth())
+
+    assert response.status == 405
+    assert response.headers["Allow"] == "POST"
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_malformed_header_is_a_json_400_logged_as_one_warning_line(
+    api: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+
+    status, headers, body = await raw_request(
+        api, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n"
+    )
+
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    assert jsoncodec.loads(body)["error"]["code"] == "bad_request"
+    refused = [r for r in caplog.records if "malformed request" in r.getMessage()]
+    assert [(r.levelno, r.exc_info) for r in refused] == [(logging.WARNING, None)]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_64_kb_header_is_a_json_400(api: Client) -> None:
+    status, headers, body = await raw_request(
+        api, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n"
+    )
+
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    error = jsoncodec.loads(body)["error"]
+    assert error["code"] == "bad_request"
+    assert "too long" in error["message"]
+
+
+async def test_a_body_in_another_charset_than_utf8_is_415_naming_it(api: Client) -> None:
+    response = await api.post(
+        "/produto/manual",
+        data='{"productName": "Descrição"}'.encode("latin-1"),
+        headers={**auth(), "Content-Type": "application/json; charset=latin-1"},
+    )
+
+    assert response.status == 415
+    error = (await response.json())["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "'latin-1'" in error["message"]
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8"])
+async def test_utf8_may_be_named_as_the_charset(api: Client, charset: str) -> None:
+    response = await api.post(
+        "/produto/manual",
+        data=b"[]",
+        headers={**auth(), "Content-Type": f"application/json; charset={charset}"},
+    )
+
+    assert response.status == 422  # read and validated, not refused for its media type
+
+
+async def test_the_scheduler_sends_its_first_token_and_accepts_all_of_its_tokens(
+    api: Client,
+    scheduler_config: SchedulerConfig,
+    api_config: ApiConfig,
+    kafka: KafkaConfig,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # The API accepts TOKEN only; the scheduler is midway through a rotation.
+    config = dataclasses.replace(scheduler_config, api_tokens=(TOKEN, NEW_TOKEN))
+    scheduler = await aiohttp_client(create_scheduler(config))
+    record = manual_record(unique("rotation"))
+
+    await produce(kafka.topic_cadastro, [(record["productId"].encode(), encode(record))])
+
+    await eventually(
+        lambda: _persisted(api_config.database_url, record["productId"]),
+        within=30,
+        what="the record persisted with the scheduler's first token",
+    )
+    assert (await scheduler.get("/status", headers=auth(NEW_TOKEN))).status == 200
+    assert (await scheduler.get("/status", headers=auth(OLD_TOKEN))).status == 401
+
+
+async def _persisted(database: str, product_id: str) -> bool:
+    conn = await asyncpg.connect(database)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM products WHERE id = $1", product_id))
+    finally:
+        await conn.close()
