@@ -1,0 +1,212 @@
+"""Every Prometheus metric of fluxo-dados, one registry per application.
+
+Names follow Prometheus conventions: prefixed ``fluxo_``, base units (``_seconds``),
+counters ending in ``_total``. Each metric is declared here and observed where its event
+happens: the consumer (scheduler), the API client (batch round trip), the handlers
+(persist transaction), the outbox relay (publish, end-to-end latency) and the HTTP
+middleware below. README.md ("Operate it") lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from .http import Handler, route_template
+
+# Seconds; the default buckets of the client stop at 10 s, a backlog drains for longer.
+HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+END_TO_END_BUCKETS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+DEAD_LETTER_STAGES = ("decode", "validate", "api")
+CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stopped")
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry with the process (CPU, memory, file descriptors), GC and platform metrics."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+class HttpMetrics:
+    """Requests of one service, by route template (never the raw path), method and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.request_duration = Histogram(
+            "fluxo_http_request_duration_seconds",
+            "HTTP requests served, by route template, method and status, in seconds.",
+            ["route", "method", "status"],
+            buckets=HOP_BUCKETS,
+            registry=registry,
+        )
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                self.request_duration.labels(
+                    route_template(request), request.method, str(status)
+                ).observe(time.perf_counter() - started)
+
+        return http_metrics
+
+    def handler(self) -> Handler:
+        async def metrics(request: web.Request) -> web.Response:
+            response = web.Response(body=generate_latest(self.registry))
+            response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+            response.charset = "utf-8"
+            return response
+
+        return metrics
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The current value of one series (0 when it has none yet)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+class ApiMetrics(HttpMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or new_registry())
+        r = self.registry
+        self.manual_records = Counter(
+            "fluxo_api_manual_records", "Records produced by POST /produto/manual.", registry=r
+        )
+        self.persisted_records = Counter(
+            "fluxo_api_persisted_records",
+            "Records persisted, by outcome (created, updated, unchanged, rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("created", "updated", "unchanged", "rejected"):
+            self.persisted_records.labels(outcome)
+        self.persist_duration = Histogram(
+            "fluxo_api_persist_duration_seconds",
+            "The persist transaction (upsert products, write outbox) of one request, in seconds.",
+            buckets=HOP_BUCKETS,
+            registry=r,
+        )
+        self.outbox_published = Counter(
+            "fluxo_api_outbox_published", "Events published on produtos-persistidos.", registry=r
+        )
+        self.outbox_publish_duration = Histogram(
+            "fluxo_api_outbox_publish_duration_seconds",
+            "One relay round: from sending its events to the broker's last acknowledgement.",
+            buckets=HOP_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_latency = Histogram(
+            "fluxo_end_to_end_latency_seconds",
+            "From the source record's Kafka timestamp to the broker's acknowledgement of its "
+            "event on produtos-persistidos, in seconds.",
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "fluxo_api_outbox_backlog", "Outbox rows not yet published.", registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "fluxo_api_outbox_oldest_age_seconds",
+            "Age of the oldest outbox row not yet published, in seconds (0 when empty).",
+            registry=r,
+        )
+        self.outbox_relay_active = Gauge(
+            "fluxo_api_outbox_relay_active",
+            "1 while this replica holds the outbox relay lock.",
+            registry=r,
+        )
+        self.database_pool_in_use = Gauge(
+            "fluxo_api_database_pool_in_use",
+            "PostgreSQL pool connections lent out.",
+            registry=r,
+        )
+        self.database_pool_size = Gauge(
+            "fluxo_api_database_pool_size",
+            "PostgreSQL pool connections open.",
+            registry=r,
+        )
+
+    def watch_pool(self, in_use: Callable[[], float], size: Callable[[], float]) -> None:
+        """Read the pool's numbers at each scrape."""
+        self.database_pool_in_use.set_function(in_use)
+        self.database_pool_size.set_function(size)
+
+
+class SchedulerMetrics(HttpMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or new_registry())
+        r = self.registry
+        self.records = Counter(
+            "fluxo_scheduler_records", "Records fetched from the entry topic.", registry=r
+        )
+        self.persisted = Counter(
+            "fluxo_scheduler_persisted", "Records the API acknowledged.", registry=r
+        )
+        self.dead_lettered = Counter(
+            "fluxo_scheduler_dead_lettered",
+            "Records sent to the dead-letter topic, by stage (decode, validate, api).",
+            ["stage"],
+            registry=r,
+        )
+        for stage in DEAD_LETTER_STAGES:
+            self.dead_lettered.labels(stage)
+        self.retries = Counter(
+            "fluxo_scheduler_retries",
+            "Retried failures, by operation (persist, dead-letter).",
+            ["operation"],
+            registry=r,
+        )
+        for operation in ("persist", "dead-letter"):
+            self.retries.labels(operation)
+        self.batch_duration = Histogram(
+            "fluxo_scheduler_batch_duration_seconds",
+            "Round trip of one batch request to the API, in seconds.",
+            buckets=HOP_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "fluxo_scheduler_consumer_lag",
+            "Records on the broker past the group's committed offset, per assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.consumer_state = Enum(
+            "fluxo_scheduler_consumer_state",
+            "State of the consumer.",
+            states=list(CONSUMER_STATES),
+            registry=r,
+        )
+
+    def dead_lettered_count(self) -> float:
+        return sum(
+            self.sample("fluxo_scheduler_dead_lettered_total", stage=stage)
+            for stage in DEAD_LETTER_STAGES
+        )
