@@ -51,3 +51,7 @@ def configure_logging(level: str, log_format: str = "text", stream: Any = None) 
     root.setLevel(level.upper())
     # aiokafka logs every reconnection attempt at ERROR; our own lines say what matters.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.root.level))
+    # One access line per request would be a second INFO line per batch: only at DEBUG
+    # (fluxo_http_request_duration_seconds counts every request).
+    debug = logging.root.level <= logging.DEBUG
+    logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if debug else logging.WARNING)
