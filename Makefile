@@ -2,7 +2,7 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs psql read-topic test lint bench clean
+.PHONY: help install up down logs psql read-topic test test-tools lint bench clean
 
 VENV := .venv
 PYTEST_ARGS ?= -v
@@ -46,7 +46,20 @@ psql:  ## open psql on the database of DATABASE_URL
 read-topic: install .env  ## print TOPIC's records as JSON lines (default produtos-persistidos)
 	$(VENV)/bin/python scripts/read_topic.py $(TOPIC)
 
-test: install .env  ## start PostgreSQL and Kafka, run the whole test suite
+# Debian packages the tests drive: a headless browser (the status page), Prometheus and promtool.
+TEST_PACKAGES := chromium chromium-driver prometheus
+
+test-tools:  ## install the Debian packages the tests drive, when missing
+	@missing="$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  case " $$missing " in *" prometheus "*) \
+	    { $(SUDO) systemctl disable --now prometheus || $(SUDO) service prometheus stop; } >/dev/null 2>&1 || true;; \
+	  esac; \
+	fi
+
+test: install .env test-tools  ## start PostgreSQL and Kafka, run the whole test suite
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
