@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -167,8 +168,8 @@ async def persist(
                 await repository.product_document(conn, items[0][0]["id"]) if read_back else None
             )
     metrics.persist_duration.observe(time.perf_counter() - started)
-    for outcome in outcomes.values():
-        metrics.persisted_records.labels(outcome.value).inc()
+    for outcome, count in Counter(outcomes.values()).items():
+        metrics.persisted_records.labels(outcome.value).inc(count)
     return outcomes, document
 
 

@@ -29,10 +29,16 @@ from prometheus_client import (
 
 from .http import Handler, route_template
 
-# Seconds; the default buckets of the client stop at 10 s, a backlog drains for longer.
-HOP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Seconds. Finer than the client's defaults where this pipeline's hops fall (a few ms to a
+# few hundred), so that the per-hop p50/p99 interpolated within a bucket say something;
+# end to end also reaches minutes (a backlog draining).
+HOP_BUCKETS = (
+    *(0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075),
+    *(0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10, 30),
+)
 END_TO_END_BUCKETS = (
-    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    *(0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5),
+    *(0.75, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 DEAD_LETTER_STAGES = ("decode", "validate", "api")
 CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stopped")
@@ -205,8 +211,23 @@ class SchedulerMetrics(HttpMetrics):
             registry=r,
         )
 
-    def dead_lettered_count(self) -> float:
-        return sum(
-            self.sample("fluxo_scheduler_dead_lettered_total", stage=stage)
-            for stage in DEAD_LETTER_STAGES
+    def counts(self) -> dict[str, int]:
+        """Records fetched, persisted and dead-lettered (all stages) by this process."""
+        return {
+            "records": total(self.records),
+            "persisted": total(self.persisted),
+            "dead_lettered": total(self.dead_lettered),
+        }
+
+
+def total(counter: Counter) -> int:
+    """A counter's value, added up over its label sets (this metric alone is collected,
+    not the whole registry with its process and GC collectors)."""
+    return round(
+        sum(
+            sample.value
+            for family in counter.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
         )
+    )

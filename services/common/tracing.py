@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -78,15 +79,22 @@ def _extract(traceparent: str) -> SpanContext:
     return trace.get_current_span(_PROPAGATOR.extract(carrier)).get_span_context()
 
 
+# A version-00 traceparent as W3C Trace Context defines it (ids not all zeros). Values of this
+# form, by far the most common, are checked with this one pattern on the hot path (one per
+# record, ~0.5 µs against ~7 µs for a full extraction); anything else goes through the
+# propagator, which also builds every span context used here.
+_VERSION_00 = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
 def parse(traceparent: str | None) -> Trace | None:
     """The trace of a ``traceparent`` value, or None when it is absent or invalid."""
     if not traceparent:
         return None
+    if _VERSION_00.fullmatch(traceparent):
+        return Trace(traceparent)
     context = _extract(traceparent)
-    if not context.is_valid:
-        return None
-    # A version-00 value is kept as it came; a later version is carried as version 00.
-    return Trace(traceparent, context) if traceparent[:3] == "00-" else _of(context)
+    # A later version is carried as version 00, as the propagator writes it.
+    return _of(context) if context.is_valid else None
 
 
 def start() -> Trace:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -196,8 +197,9 @@ class ProductConsumer:
             "scheduler batch",
             kind=SpanKind.CONSUMER,
             links=self._tracing.links(
-                [item.trace.traceparent for item in work]
-                + [item.trace.traceparent for item in poison if item.trace]
+                trace.traceparent
+                for trace in chain((item.trace for item in work), (item.trace for item in poison))
+                if trace
             ),
             attributes={"messaging.batch.message_count": len(work) + len(poison)},
         ) as batch:
@@ -392,12 +394,7 @@ class ProductConsumer:
         }
 
     def counters(self) -> dict[str, int]:
-        metrics = self._metrics
-        return {
-            "records": int(metrics.sample("fluxo_scheduler_records_total")),
-            "persisted": int(metrics.sample("fluxo_scheduler_persisted_total")),
-            "dead_lettered": int(metrics.dead_lettered_count()),
-        }
+        return self._metrics.counts()
 
     async def partitions(self) -> list[dict[str, Any]]:
         """Committed offset, end offset (asked of the broker) and lag of each assigned

@@ -67,7 +67,7 @@ def test_dead_letter_stages_exist_at_zero_before_the_first_dead_letter() -> None
     )
     metrics.dead_lettered.labels("validate").inc()
     metrics.dead_lettered.labels("decode").inc(2)
-    assert metrics.dead_lettered_count() == 3
+    assert metrics.counts() == {"records": 0, "persisted": 0, "dead_lettered": 3}
 
 
 async def test_http_requests_are_counted_by_route_template_never_by_raw_path(
