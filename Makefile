@@ -9,7 +9,7 @@ PYTEST_ARGS ?= -v
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help:  ## this list
-	@grep -hE '^[a-z.]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed  ## create .venv and install the project with its dev tools
 
