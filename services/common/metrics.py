@@ -40,6 +40,8 @@ END_TO_END_BUCKETS = (
     *(0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5),
     *(0.75, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+# Any other method a client sends is counted as "other": no client creates new series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEAD_LETTER_STAGES = ("decode", "validate", "api")
 CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stopped")
 
@@ -79,9 +81,10 @@ class HttpMetrics:
                 status = exc.status
                 raise
             finally:
-                self.request_duration.labels(
-                    route_template(request), request.method, str(status)
-                ).observe(time.perf_counter() - started)
+                method = request.method if request.method in HTTP_METHODS else "other"
+                self.request_duration.labels(route_template(request), method, str(status)).observe(
+                    time.perf_counter() - started
+                )
 
         return http_metrics
 

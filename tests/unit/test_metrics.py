@@ -87,6 +87,8 @@ async def test_http_requests_are_counted_by_route_template_never_by_raw_path(
 
     for path in ("/produtos/1", "/produtos/2", "/produtos/missing", "/nowhere/a", "/nowhere/b"):
         await client.get(path)
+    for method in ("PROPFIND", "TRACE"):
+        await client.request(method, "/produtos/1")
     response = await client.get("/metrics")
 
     assert response.status == 200
@@ -99,7 +101,21 @@ async def test_http_requests_are_counted_by_route_template_never_by_raw_path(
         for sample in family.samples
         if sample.name.endswith("_count")
     }
-    assert routes == {("/produtos/{id}", "200"), ("/produtos/{id}", "404"), ("unmatched", "404")}
+    assert routes == {
+        ("/produtos/{id}", "200"),
+        ("/produtos/{id}", "404"),
+        ("unmatched", "404"),
+        ("unmatched", "405"),
+    }
+    assert (
+        metrics.sample(
+            "fluxo_http_request_duration_seconds_count",
+            route="unmatched",
+            method="other",
+            status="405",
+        )
+        == 2
+    )
     assert (
         metrics.sample(
             "fluxo_http_request_duration_seconds_count",
