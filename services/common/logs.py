@@ -16,8 +16,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# Fields of every JSON line, in this order; ``extra`` fields follow.
-JSON_FIELDS = ("asctime", "levelname", "name", "message")
+# Fields of every JSON line beside ``time`` (ISO 8601, UTC); ``extra`` fields follow.
+JSON_FIELDS = ("levelname", "name", "message")
 
 
 class TextFormatter(logging.Formatter):
@@ -33,7 +33,8 @@ def formatter(log_format: str) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter(
             list(JSON_FIELDS),
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
             json_ensure_ascii=False,
         )
     if log_format == "text":

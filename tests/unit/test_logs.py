@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_json_lines_carry_the_trace_id_and_the_records_place_as_fields() -> None
     assert line["message"] == "dead-lettered Açúcar"
     assert (line["level"], line["logger"]) == ("INFO", "services.test")
     assert (line["trace_id"], line["partition"]) == ("ab" * 16, 3)
-    assert "time" in line
+    assert datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)
 
 
 @pytest.mark.usefixtures("restore_logging")
