@@ -49,7 +49,7 @@ async def browser() -> AsyncIterator[WebDriver]:
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        "--window-size=1280,640",
+        "--window-size=1280,900",
     ):
         options.add_argument(argument)
     driver = await asyncio.to_thread(
@@ -99,6 +99,11 @@ class Page:
         )
 
 
+def keyed(product_id: str) -> tuple[bytes, bytes]:
+    """A record keyed by its product id, as producers do (so it spreads over partitions)."""
+    return product_id.encode(), encode(manual_record(product_id))
+
+
 async def products(database: str) -> int:
     conn = await asyncpg.connect(database)
     try:
@@ -133,7 +138,7 @@ async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
     for burst in range(1, 4):
         await produce(
             kafka.topic_cadastro,
-            [(b"k", encode(manual_record(f"{run}-{burst}-{n}"))) for n in range(20)],
+            [keyed(f"{run}-{burst}-{n}") for n in range(20)],
         )
         await page.shows("count-persisted", 20 * burst)
     status = await (await scheduler.get("/status", headers=auth())).json()
@@ -159,7 +164,7 @@ async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
     await page.shows("state", "paused")
     await produce(
         kafka.topic_cadastro,
-        [(b"k", encode(manual_record(f"{run}-paused-{n}"))) for n in range(30)],
+        [keyed(f"{run}-paused-{n}") for n in range(30)],
     )
     await page.shows("lag-total", 30)
     assert await page.number("count-persisted") == 60
@@ -177,6 +182,9 @@ async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
     assert resources and all(url.startswith(origin) for url in resources), resources
 
     await asyncio.sleep(2.5)  # one more refresh, so the sparklines show the last burst
+    height = await page.run(browser.execute_script, "return document.documentElement.scrollHeight")
+    metrics = {"width": 1280, "height": int(height), "deviceScaleFactor": 1, "mobile": False}
+    await page.run(browser.execute_cdp_cmd, "Emulation.setDeviceMetricsOverride", metrics)
     shot = tmp_path / "status-page.png"
     assert await page.run(browser.save_screenshot, str(shot))
     assert shot.stat().st_size > 10_000
