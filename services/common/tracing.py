@@ -4,9 +4,12 @@ Where a record's trace is carried: the ``traceparent`` header of every HTTP requ
 by ``trace_middleware``), the ``traceparent`` header of the record on ``cadastro-produtos``
 (written by ``POST /produto/manual``), the ``traceparent`` field of each item the scheduler
 sends to the API, the ``traceparent`` column of the outbox row, and the ``traceparent``
-header of the event on ``produtos-persistidos``. A dead-lettered record keeps its headers.
+header of the event on ``produtos-persistidos``. A dead-lettered record keeps its headers
+(and gets the trace started for it when it came without one).
 
-Parsing and formatting go through OpenTelemetry's W3C propagator. Spans are recorded only
+Span contexts are read and written by OpenTelemetry's W3C propagator; on the hot path, the
+common version-00 value is only checked against the format (see ``parse``), and its span
+context is read when something asks for it (a log line, a span link). Spans are recorded only
 with the OpenTelemetry SDK installed (the ``otel`` extra) and ``OTEL_EXPORTER_OTLP_ENDPOINT``
 set; a hop that handles many records at once (a batch, a relay round) links its span to the
 trace of each record, so every record keeps one trace of its own.
