@@ -8,7 +8,8 @@ FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LOG_FORMAT=json
 
 # Fixed uid/gid, so that volumes and runAsUser-style policies can rely on it.
 RUN groupadd --system --gid 10001 fluxo \

@@ -2,14 +2,14 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs psql read-topic test lint bench clean
+.PHONY: help install up down logs psql read-topic test test-tools lint bench clean
 
 VENV := .venv
 PYTEST_ARGS ?= -v
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help:  ## this list
-	@grep -hE '^[a-z.]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed  ## create .venv and install the project with its dev tools
 
@@ -46,10 +46,21 @@ psql:  ## open psql on the database of DATABASE_URL
 read-topic: install .env  ## print TOPIC's records as JSON lines (default produtos-persistidos)
 	$(VENV)/bin/python scripts/read_topic.py $(TOPIC)
 
-test: install .env  ## start PostgreSQL and Kafka, run the whole test suite
-	@# openssl: the transport-security tests make their own CA and certificates.
-	@command -v openssl >/dev/null || \
-	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl; }
+# Debian packages the tests drive: a headless browser (the status page), Prometheus and promtool,
+# openssl (the transport-security tests make their own CA and certificates).
+TEST_PACKAGES := chromium chromium-driver prometheus openssl
+
+test-tools:  ## install the Debian packages the tests drive, when missing
+	@missing="$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  case " $$missing " in *" prometheus "*) \
+	    { $(SUDO) systemctl disable --now prometheus || $(SUDO) service prometheus stop; } >/dev/null 2>&1 || true;; \
+	  esac; \
+	fi
+
+test: install .env test-tools  ## start PostgreSQL and Kafka, run the whole test suite
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

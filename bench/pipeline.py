@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from services.common import jsoncodec
 from services.common.kafka import client_settings
 
-from . import report
+from . import hops, report
 from .procs import BenchError, Sampler
-from .records import id_prefix, records
+from .records import id_prefix, records, traceparent
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ YIELD_EVERY = 200
 # linger (5 ms) batches them together anyway, and a wake-up per record would cost the
 # load generator a third of a core at 1,000 records/s on a machine it shares.
 PACE_TICK = 0.005
+# After the last arrival, time for the relay's last observations to be written.
+HISTOGRAM_SETTLE = 0.5
 # No new arrival of a phase's records for this long, once produced, ends the wait.
 STALL_SECONDS = 60.0
 
@@ -140,11 +142,15 @@ async def produce_full_speed(
     first, started = time.time(), time.monotonic()
     deliveries = []
     for n, (key, value) in enumerate(items):
-        deliveries.append(await producer.send(topic, value=value, key=key))
+        deliveries.append(await producer.send(topic, value=value, key=key, headers=traced(key)))
         if n % YIELD_EVERY == 0:
             await asyncio.sleep(0)
     await asyncio.gather(*deliveries)
     return first, time.monotonic() - started
+
+
+def traced(key: bytes) -> list[tuple[str, bytes]]:
+    return [("traceparent", traceparent(key))]
 
 
 async def produce_paced(
@@ -162,7 +168,7 @@ async def produce_paced(
     while sent < count:
         due = min(count, int((time.monotonic() - started) * rate) + 1)
         for key, value in (next(items) for _ in range(due - sent)):
-            deliveries.append(await producer.send(topic, value=value, key=key))
+            deliveries.append(await producer.send(topic, value=value, key=key, headers=traced(key)))
         sent = due
         await asyncio.sleep(max(PACE_TICK, started + sent / rate - time.monotonic()))
     await asyncio.gather(*deliveries)
@@ -181,6 +187,7 @@ class Pipeline:
         self._producer = producer
         self._watcher = ArrivalWatcher(settings, run_id)
         self._next = 0  # the number of the run's next record
+        self._service_urls = {"api": settings.api_url, "scheduler": settings.scheduler_url}
 
     async def start(self) -> None:
         await check_ready(self._settings)
@@ -195,6 +202,7 @@ class Pipeline:
         arrivals = self._watcher.expect(first, count)
         topic = self._settings.kafka.topic_cadastro
         items = records(self._run_id, first, count)
+        histograms = await hops.read(self._service_urls)
         async with Sampler(self._pids) as sampler:
             if rate is None:
                 sent_at, produce_seconds = await produce_full_speed(self._producer, topic, items)
@@ -203,7 +211,9 @@ class Pipeline:
                     self._producer, topic, items, count, rate
                 )
             await wait_for(arrivals, name)
-        return _phase(name, rate, count, arrivals, sent_at, produce_seconds, sampler)
+        phase = _phase(name, rate, count, arrivals, sent_at, produce_seconds, sampler)
+        await asyncio.sleep(HISTOGRAM_SETTLE)
+        return replace(phase, hops=hops.hops(histograms, await hops.read(self._service_urls)))
 
     async def backlog(self, count: int) -> report.Phase:
         """Produce ``count`` records while the scheduler is paused, then time the drain."""

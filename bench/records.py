@@ -7,6 +7,7 @@ They are generated from a seed, so every stage of one run sees the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,14 @@ def records(run_id: str, first: int, count: int) -> Iterator[tuple[bytes, bytes]
     for n in range(first, first + count):
         product_id = f"{prefix}{n}"
         yield product_id.encode(), jsoncodec.dumps(product(rng, product_id))
+
+
+def traceparent(key: bytes) -> bytes:
+    """The W3C trace context a record is produced with, as a traced producer would send it:
+    the pipeline carries it to produtos-persistidos (its cost is part of what is measured)."""
+    trace_id = hashlib.blake2b(key, digest_size=16, person=b"fluxo-trace").hexdigest()
+    span_id = hashlib.blake2b(key, digest_size=8, person=b"fluxo-span").hexdigest()
+    return f"00-{trace_id}-{span_id}-01".encode()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import zip_longest
 from typing import Any
 
+from .hops import Hop, table_rows
+
 TARGET_THROUGHPUT = 5_000.0  # records/s end to end
 TARGET_FRACTION = 0.5  # of the slowest raw stage
 TARGET_P99_MS = 100.0
@@ -54,6 +56,8 @@ class Phase:
     latency: Latency | None
     usage: dict[str, Usage]
     machine_cpu_percent: float
+    # Each hop's p50/p99 over the phase, from the services' histograms.
+    hops: list[Hop] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
@@ -320,6 +324,17 @@ def render_markdown(report: Report) -> str:
                 "CPU per 1,000 records at full speed (steadier than records/s on a shared "
                 f"machine): {costs}.",
             ]
+    hop_rows = [row for phase in report.phases for row in table_rows(phase.name, phase.hops)]
+    if hop_rows:
+        lines += [
+            "",
+            "Where the time goes: each hop's histogram over the phase, read from the services' "
+            "/metrics before and after it (p50 and p99 interpolated within buckets, as "
+            "Prometheus' histogram_quantile does; the end-to-end row is the API's "
+            "fluxo_end_to_end_latency_seconds, up to the broker's acknowledgement).",
+            "",
+            *_table(["phase", "hop", "observations", "p50 ms", "p99 ms"], hop_rows, "llrrr"),
+        ]
     if report.stages:
         lines += [
             "",

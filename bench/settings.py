@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from services.common.config import KafkaConfig, local_environ
 from services.scheduler.config import SchedulerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_DIR = ROOT / ".run"
+# Where `make up` keeps the pids; FLUXO_RUN_DIR names another, as for scripts/lib.sh.
+RUN_DIR = Path(os.environ.get("FLUXO_RUN_DIR") or ROOT / ".run")
 RESULTS_DIR = ROOT / "bench" / "results"
 README = ROOT / "bench" / "README.md"
 

@@ -6,18 +6,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import asyncpg
 from aiohttp import web
 
-from ..common.http import (
-    Metrics,
-    bearer_auth,
-    error_middleware,
-    metrics_handler,
-    setup_docs,
-    trace_middleware,
-)
+from ..common.errors import Unavailable
+from ..common.http import bearer_auth, error_middleware, setup_docs
 from ..common.kafka import ManagedProducer
+from ..common.metrics import ApiMetrics
 from ..common.protocol import answer_malformed_requests_in_json
+from ..common.tracing import TRACING, Tracing, trace_middleware
+from . import repository
 from .config import ApiConfig
 from .database import Database
 from .handlers import routes
@@ -30,21 +28,30 @@ DESCRIPTION = (
 )
 
 
-def create_app(config: ApiConfig) -> web.Application:
+# How often the outbox backlog gauges are read from the database.
+OUTBOX_GAUGES_INTERVAL = 5.0
+
+
+def create_app(config: ApiConfig, tracing: Tracing | None = None) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     answer_malformed_requests_in_json()
+    metrics = ApiMetrics()
+    tracing = tracing or Tracing()
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_tokens)],
+        middlewares=[
+            metrics.middleware(),
+            trace_middleware(tracing),
+            error_middleware,
+            bearer_auth(config.api_tokens),
+        ],
         client_max_size=config.max_body_bytes,
     )
-    metrics = Metrics("fluxo_api")
-    metrics.counter("manual_records_total", "Records produced by POST /produto/manual.")
-    metrics.counter("persisted_records_total", "Records persisted, by outcome.")
     app[CONFIG] = config
     app[METRICS] = metrics
-    app.cleanup_ctx.extend([database_ctx, producer_ctx, relay_ctx])
+    app[TRACING] = tracing
+    app.cleanup_ctx.extend([tracing_ctx, database_ctx, producer_ctx, relay_ctx, outbox_gauges_ctx])
     app.router.add_routes(routes)
-    app.router.add_get("/metrics", metrics_handler(metrics), allow_head=False)
+    app.router.add_get("/metrics", metrics.handler(), allow_head=False)
     setup_docs(app, "fluxo-dados API", DESCRIPTION)
     return app
 
@@ -55,12 +62,18 @@ async def _background(start: asyncio.Task[None]) -> None:
         await start
 
 
+async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[TRACING].shutdown()
+
+
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     database = Database(
         config.database_url, config.database_pool_size, config.sql_dir, config.retry
     )
     app[DATABASE] = database
+    app[METRICS].watch_pool(database.pool_in_use, database.pool_size)
     opening = asyncio.create_task(database.open(), name="database-open")
     yield
     await _background(opening)
@@ -83,6 +96,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         config.database_url,
         app[PRODUCER],
         app[METRICS],
+        app[TRACING],
         batch_size=config.outbox_batch_size,
         poll_interval=config.outbox_poll_interval,
         retry=config.retry,
@@ -92,3 +106,24 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     relay.stop()
     await running
+
+
+async def outbox_gauges_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keep the outbox backlog gauges fresh (every replica reports the same table)."""
+
+    async def refresh() -> None:
+        metrics, database = app[METRICS], app[DATABASE]
+        while True:
+            try:
+                async with database.connection() as conn:
+                    backlog, oldest_age = await repository.outbox_backlog(conn)
+            except (Unavailable, asyncpg.PostgresError):
+                pass  # the gauges keep their last value; /ready says the database is down
+            else:
+                metrics.outbox_backlog.set(backlog)
+                metrics.outbox_oldest_age.set(oldest_age)
+            await asyncio.sleep(OUTBOX_GAUGES_INTERVAL)
+
+    refreshing = asyncio.create_task(refresh(), name="outbox-gauges")
+    yield
+    await _background(refreshing)

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from ..common.config import RetryConfig
-from ..common.http import Unavailable
+from ..common.errors import Unavailable
 from ..common.retry import retry_forever
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,13 @@ class Database:
         except DATABASE_DOWN as exc:
             log.warning("database unavailable: %s", exc)
             raise Unavailable("The database is not reachable.") from exc
+
+    def pool_in_use(self) -> float:
+        pool = self._pool
+        return pool.get_size() - pool.get_idle_size() if pool is not None else 0
+
+    def pool_size(self) -> float:
+        return self._pool.get_size() if self._pool is not None else 0
 
     async def ready(self) -> bool:
         try:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -22,7 +25,9 @@ from ..common.contracts import (
     load_manual,
     load_transformed,
 )
-from ..common.http import ApiError, Unavailable, invalid, json_response, read_json, trace_id
+from ..common.errors import ApiError, Unavailable
+from ..common.http import invalid, json_response, read_json
+from ..common.tracing import TRACING, SpanKind, Trace, parse, trace_of
 from . import repository, schemas
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
 from .repository import Outcome, Source
@@ -82,33 +87,42 @@ async def produce_manual(request: web.Request) -> web.Response:
         raise invalid(error) from None
     producer = request.app[PRODUCER].get()
     record = dict(product)
-    try:
-        async with asyncio.timeout(MANUAL_SEND_TIMEOUT):
-            metadata = await producer.send_and_wait(
-                config.kafka.topic_cadastro,
-                value=jsoncodec.dumps(record),
-                key=product["productId"].encode(),
-                headers=[("trace-id", trace_id(request).encode())],
+    with request.app[TRACING].span(
+        f"produce {config.kafka.topic_cadastro}", parent=trace_of(request), kind=SpanKind.PRODUCER
+    ) as trace:
+        try:
+            async with asyncio.timeout(MANUAL_SEND_TIMEOUT):
+                metadata = await producer.send_and_wait(
+                    config.kafka.topic_cadastro,
+                    value=jsoncodec.dumps(record),
+                    key=product["productId"].encode(),
+                    headers=[trace.kafka_header],
+                )
+        except (KafkaError, TimeoutError) as exc:
+            if isinstance(exc, KafkaError):
+                request.app[PRODUCER].renew(producer)  # see ManagedProducer.renew
+            log.warning(
+                "producing product %s failed: %s",
+                product["productId"],
+                exc,
+                extra={"trace_id": trace.trace_id, "key": product["productId"]},
             )
-    except (KafkaError, TimeoutError) as exc:
-        if isinstance(exc, KafkaError):
-            request.app[PRODUCER].renew(producer)  # see ManagedProducer.renew
-        log.warning(
-            "producing product %s failed trace=%s: %s",
-            product["productId"],
-            trace_id(request),
-            exc,
-        )
-        raise Unavailable("Kafka did not acknowledge the record.") from exc
+            raise Unavailable("Kafka did not acknowledge the record.") from exc
     log.info(
-        "produced product %s to %s[%d]@%d trace=%s",
+        "produced product %s to %s[%d]@%d",
         product["productId"],
         metadata.topic,
         metadata.partition,
         metadata.offset,
-        trace_id(request),
+        extra={
+            "trace_id": trace.trace_id,
+            "key": product["productId"],
+            "topic": metadata.topic,
+            "partition": metadata.partition,
+            "offset": metadata.offset,
+        },
     )
-    request.app[METRICS].inc("manual_records_total")
+    request.app[METRICS].manual_records.inc()
     return json_response(
         {
             "topic": metadata.topic,
@@ -129,20 +143,33 @@ REFUSED_BY_DATABASE = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationEr
 async def persist(
     request: web.Request,
     items: list[tuple[TransformedProduct, Source | None]],
+    traceparents: Mapping[str, str],
     read_back: bool = False,
 ) -> tuple[dict[str, Outcome], str | None]:
     """Upsert the records and enqueue their events in one transaction.
 
-    With ``read_back``, also returns the persisted document of the first record.
+    ``traceparents`` gives each product id's trace, kept with its event. With ``read_back``,
+    also returns the persisted document of the first record.
     """
     app = request.app
-    async with app[DATABASE].connection() as conn, conn.transaction():
-        outcomes = await repository.upsert_products(
-            conn, items, app[CONFIG].kafka.topic_persistidos
-        )
-        document = await repository.product_document(conn, items[0][0]["id"]) if read_back else None
-    for outcome in outcomes.values():
-        app[METRICS].inc("persisted_records_total", outcome=outcome.value)
+    metrics = app[METRICS]
+    started = time.perf_counter()
+    with app[TRACING].span(
+        "persist",
+        parent=trace_of(request),
+        links=app[TRACING].links(traceparents.values()),
+        attributes={"fluxo.records": len(items)},
+    ):
+        async with app[DATABASE].connection() as conn, conn.transaction():
+            outcomes = await repository.upsert_products(
+                conn, items, app[CONFIG].kafka.topic_persistidos, traceparents
+            )
+            document = (
+                await repository.product_document(conn, items[0][0]["id"]) if read_back else None
+            )
+    metrics.persist_duration.observe(time.perf_counter() - started)
+    for outcome, count in Counter(outcomes.values()).items():
+        metrics.persisted_records.labels(outcome.value).inc(count)
     return outcomes, document
 
 
@@ -162,12 +189,21 @@ async def persist_one(request: web.Request) -> web.Response:
         product = load_transformed(await read_json(request))
     except ValidationError as error:
         raise invalid(error) from None
+    trace = trace_of(request)
     try:
-        outcomes, document = await persist(request, [(product, None)], read_back=True)
+        outcomes, document = await persist(
+            request, [(product, None)], {product["id"]: trace.traceparent}, read_back=True
+        )
     except REFUSED_BY_DATABASE as exc:
+        request.app[METRICS].persisted_records.labels("rejected").inc()
         raise ApiError(422, f"The database refused the record: {exc}") from None
     outcome = outcomes[product["id"]]
-    log.info("product %s %s trace=%s", product["id"], outcome.value, trace_id(request))
+    log.info(
+        "product %s %s",
+        product["id"],
+        outcome.value,
+        extra={"trace_id": trace.trace_id, "key": product["id"]},
+    )
     return json_response(
         {"status": outcome.value, "product": jsoncodec.loads(document or "null")},
         status=STATUS[outcome],
@@ -196,6 +232,8 @@ async def persist_batch(request: web.Request) -> web.Response:
         )
     results: list[dict[str, Any]] = []
     valid: list[tuple[TransformedProduct, Source | None]] = []
+    request_trace = trace_of(request)
+    traces: dict[str, Trace] = {}
     for index, item in enumerate(items):
         try:
             product, source = load_item(item)
@@ -214,44 +252,60 @@ async def persist_batch(request: web.Request) -> web.Response:
             )
             continue
         valid.append((product, source))
+        traces[product["id"]] = parse(item.get("traceparent")) or request_trace
         results.append({"index": index, "id": product["id"], "status": None})
     if valid:
-        outcomes, refused = await persist_batch_items(request, valid)
+        outcomes, refused = await persist_batch_items(
+            request, valid, {key: trace.traceparent for key, trace in traces.items()}
+        )
         for result in results:
             if result["id"] in refused and result["status"] is None:
                 result["status"] = "rejected"
                 result["error"] = {"code": "refused", "message": refused[result["id"]]}
             elif result["status"] is None:
                 result["status"] = outcomes[result["id"]].value
-    rejected = len(items) - len(valid)
+    rejected = sum(result["status"] == "rejected" for result in results)
+    request.app[METRICS].persisted_records.labels("rejected").inc(rejected)
+    if log.isEnabledFor(logging.DEBUG):
+        for result in results:
+            trace = traces.get(result["id"] or "", request_trace)
+            log.debug(
+                "product %s %s",
+                result["id"],
+                result["status"],
+                extra={"trace_id": trace.trace_id, "key": result["id"]},
+            )
     log.info(
-        "batch of %d records persisted, %d rejected trace=%s",
-        len(valid),
+        "batch of %d records: %d persisted, %d rejected",
+        len(items),
+        len(items) - rejected,
         rejected,
-        trace_id(request),
+        extra={"trace_id": request_trace.trace_id},
     )
     return json_response({"results": results})
 
 
 async def persist_batch_items(
-    request: web.Request, items: list[tuple[TransformedProduct, Source | None]]
+    request: web.Request,
+    items: list[tuple[TransformedProduct, Source | None]],
+    traceparents: Mapping[str, str],
 ) -> tuple[dict[str, Outcome], dict[str, str]]:
     """Persist a batch in one transaction; if the database refuses it, one record at a time,
     so that only the records at fault are refused. Returns outcomes and refusals by id."""
     try:
-        outcomes, _ = await persist(request, items)
+        outcomes, _ = await persist(request, items, traceparents)
         return outcomes, {}
     except REFUSED_BY_DATABASE as exc:
         log.warning(
-            "the database refused a batch (%s); persisting it record by record trace=%s",
+            "the database refused a batch (%s); persisting it record by record",
             exc,
-            trace_id(request),
+            extra={"trace_id": trace_of(request).trace_id},
         )
     outcomes = {}
     refused: dict[str, str] = {}
     for item in items:
         try:
-            outcomes.update((await persist(request, [item]))[0])
+            outcomes.update((await persist(request, [item], traceparents))[0])
         except REFUSED_BY_DATABASE as exc:
             refused[item[0]["id"]] = f"The database refused the record: {exc}"
     return outcomes, refused

@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import asyncpg
 
 from ..common.config import RetryConfig
-from ..common.http import Metrics
 from ..common.kafka import ManagedProducer
+from ..common.metrics import ApiMetrics
 from ..common.retry import backoff_delays
+from ..common.tracing import TRACEPARENT, SpanKind, Tracing
 from . import repository
 from .database import OUTBOX_RELAY_LOCK, Database
 
@@ -34,7 +36,8 @@ class OutboxRelay:
         self,
         dsn: str,
         producer: ManagedProducer,
-        metrics: Metrics,
+        metrics: ApiMetrics,
+        tracing: Tracing,
         *,
         batch_size: int,
         poll_interval: float,
@@ -43,14 +46,13 @@ class OutboxRelay:
         self._dsn = dsn
         self._producer = producer
         self._metrics = metrics
+        self._tracing = tracing
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._retry = retry
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.active = False
-        metrics.counter("outbox_published_total", "Events published on produtos-persistidos.")
-        metrics.gauge("outbox_relay_active", "1 while this replica holds the relay lock.")
 
     def stop(self) -> None:
         """Ask the relay to finish the batch in flight and return."""
@@ -96,24 +98,33 @@ class OutboxRelay:
 
     async def _publish(self, rows: list[asyncpg.Record]) -> None:
         producer = self._producer.get()
-        deliveries = [
-            await producer.send(
-                row["topic"],
-                value=row["payload"].encode(),
-                key=row["key"].encode(),
-                headers=[
-                    ("event-id", str(row["id"]).encode()),
-                    ("content-type", b"application/json"),
-                ],
-            )
-            for row in rows
-        ]
-        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        started = time.perf_counter()
+        with self._tracing.span(
+            f"publish {rows[0]['topic']}",
+            kind=SpanKind.PRODUCER,
+            links=self._tracing.links(row["traceparent"] for row in rows),
+            attributes={"messaging.batch.message_count": len(rows)},
+        ):
+            deliveries = [
+                await producer.send(
+                    row["topic"],
+                    value=row["payload"].encode(),
+                    key=row["key"].encode(),
+                    headers=event_headers(row),
+                )
+                for row in rows
+            ]
+            results = await asyncio.gather(*deliveries, return_exceptions=True)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             self._producer.renew(producer)  # see ManagedProducer.renew
             raise failures[0]
-        self._metrics.inc("outbox_published_total", len(rows))
+        acknowledged = time.time()
+        self._metrics.outbox_publish_duration.observe(time.perf_counter() - started)
+        self._metrics.outbox_published.inc(len(rows))
+        for row in rows:
+            if row["source_timestamp"] is not None:
+                self._metrics.end_to_end_latency.observe(acknowledged - row["source_timestamp"])
         log.debug("published %d events up to outbox id %d", len(rows), rows[-1]["id"])
 
     def _on_notify(self, *_: Any) -> None:
@@ -136,4 +147,12 @@ class OutboxRelay:
 
     def _set_active(self, active: bool) -> None:
         self.active = active
-        self._metrics.set("outbox_relay_active", 1 if active else 0)
+        self._metrics.outbox_relay_active.set(1 if active else 0)
+
+
+def event_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
+    """The event's id, content type and the trace of the record it comes from."""
+    headers = [("event-id", str(row["id"]).encode()), ("content-type", b"application/json")]
+    if row["traceparent"]:
+        headers.append((TRACEPARENT, row["traceparent"].encode()))
+    return headers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -30,19 +30,23 @@ class Outcome(StrEnum):
 # One statement, one round trip: upsert the batch and write an outbox event for every row
 # inserted or changed. A row changes only for a newer source record (availability
 # timestamp, then offset) with different content, so a replay never regresses a row and a
-# duplicate writes no event. The published payload is built from the row as stored.
+# duplicate writes no event. The published payload is built from the row as stored; the
+# event keeps the record's trace and, for a record from Kafka, its source timestamp.
 UPSERT_PRODUCTS = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
-        $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[]
+        $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[], $13::text[]
     ) AS t(id, name, description, price_amount, price_currency, stock_quantity,
-           availability_timestamp, category, source_topic, source_partition, source_offset)
+           availability_timestamp, category, source_topic, source_partition, source_offset,
+           traceparent)
 ), written AS (
     INSERT INTO products AS p (
         id, name, description, price_amount, price_currency, stock_quantity,
         availability_timestamp, category, source_topic, source_partition, source_offset)
-    SELECT * FROM input
+    SELECT id, name, description, price_amount, price_currency, stock_quantity,
+           availability_timestamp, category, source_topic, source_partition, source_offset
+    FROM input
     ON CONFLICT (id) DO UPDATE SET
         name = EXCLUDED.name,
         description = EXCLUDED.description,
@@ -65,9 +69,10 @@ WITH input AS (
            p.availability_timestamp, p.category)
     RETURNING p AS product, p.xmax = 0 AS inserted
 ), events AS (
-    INSERT INTO outbox (topic, key, payload)
-    SELECT $12, (w.product).id, product_document(w.product)
-    FROM written w
+    INSERT INTO outbox (topic, key, payload, traceparent, source_timestamp)
+    SELECT $12, (w.product).id, product_document(w.product), i.traceparent,
+           CASE WHEN i.source_topic IS NOT NULL THEN i.availability_timestamp END
+    FROM written w JOIN input i ON i.id = (w.product).id
     ORDER BY (w.product).id
 )
 SELECT (product).id AS id, inserted FROM written
@@ -102,10 +107,12 @@ async def upsert_products(
     conn: asyncpg.Connection,
     items: Sequence[tuple[TransformedProduct, Source | None]],
     topic: str,
+    traceparents: Mapping[str, str] | None = None,
 ) -> dict[str, Outcome]:
     """Persist a batch and enqueue its events; returns the outcome of each distinct id.
 
-    Run it inside a transaction: products and outbox commit together or not at all.
+    ``traceparents`` gives the trace of each product id, kept with its event. Run it inside
+    a transaction: products and outbox commit together or not at all.
     """
     latest = _latest_per_id(items)
     columns: list[list[Any]] = [[] for _ in range(11)]
@@ -125,7 +132,8 @@ async def upsert_products(
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    written = await conn.fetch(UPSERT_PRODUCTS, *columns, topic)
+    traces = [(traceparents or {}).get(product_id) for product_id in latest]
+    written = await conn.fetch(UPSERT_PRODUCTS, *columns, topic, traces)
     outcomes = dict.fromkeys(latest, Outcome.UNCHANGED)
     for row in written:
         outcomes[row["id"]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
@@ -148,9 +156,11 @@ async def product_documents_page(
 
 # --- outbox -----------------------------------------------------------------
 
-SELECT_OUTBOX_BATCH = (
-    "SELECT id, topic, key, payload::text AS payload FROM outbox ORDER BY id LIMIT $1"
-)
+SELECT_OUTBOX_BATCH = """
+SELECT id, topic, key, payload::text AS payload, traceparent,
+       extract(epoch FROM source_timestamp)::float8 AS source_timestamp
+FROM outbox ORDER BY id LIMIT $1
+"""
 DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 
@@ -161,3 +171,16 @@ async def outbox_batch(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Rec
 
 async def delete_outbox(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
     await conn.execute(DELETE_OUTBOX, list(ids))
+
+
+OUTBOX_BACKLOG = """
+SELECT count(*) AS backlog,
+       coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS oldest_age
+FROM outbox
+"""
+
+
+async def outbox_backlog(conn: asyncpg.Connection) -> tuple[int, float]:
+    """Rows still to publish, and the age of the oldest one in seconds (0 when none)."""
+    row = await conn.fetchrow(OUTBOX_BACKLOG)
+    return row["backlog"], row["oldest_age"]

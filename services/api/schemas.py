@@ -41,6 +41,13 @@ class SourceSchema(Schema):
 class BatchItemSchema(Schema):
     product = fields.Nested(TransformedProductSchema, required=True)
     source = fields.Nested(SourceSchema, metadata={"description": "The Kafka record it came from."})
+    traceparent = fields.String(
+        metadata={
+            "description": "W3C trace context of the record, kept with its event on "
+            "produtos-persistidos; the request's own when absent or invalid.",
+            "example": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        }
+    )
 
 
 class BatchRequestSchema(Schema):

@@ -1,11 +1,10 @@
-"""HTTP plumbing both services use: JSON errors, bearer auth, JSON bodies, docs, metrics."""
+"""HTTP plumbing both services use: JSON errors, bearer auth, JSON bodies, docs, routes."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -16,44 +15,16 @@ from marshmallow import ValidationError
 
 from . import jsoncodec
 from .contracts import field_errors
+from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Paths served without a token: probes, metrics and the documentation.
+# Paths served without a token: probes, metrics, the documentation and the status page's
+# HTML (which asks for the token to read the protected endpoints).
 PUBLIC_PREFIXES = ("/health", "/ready", "/metrics", "/docs", "/static/swagger")
-
-STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-    422: "validation_failed",
-    503: "unavailable",
-}
-
-
-class ApiError(Exception):
-    """An expected failure, answered as ``{"error": {"code", "message", "fields"}}``."""
-
-    def __init__(
-        self, status: int, message: str, *, code: str | None = None, fields: Any = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code or STATUS_CODES.get(status, "error")
-        self.message = message
-        self.fields = fields
-
-
-class Unavailable(ApiError):
-    """A dependency (database, Kafka, the API) is down; nothing was half-written."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(503, message)
+PUBLIC_PATHS = frozenset({"/"})
 
 
 def invalid(error: ValidationError) -> ApiError:
@@ -74,28 +45,6 @@ def error_response(error: ApiError) -> web.Response:
     return response
 
 
-TRACE_HEADER = "X-Trace-Id"
-
-
-def new_trace_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-def trace_id(request: web.Request) -> str:
-    """The request's trace id: the caller's ``X-Trace-Id``, or a new one."""
-    trace: str = request["trace_id"]
-    return trace
-
-
-@web.middleware
-async def trace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every request a trace id, logged with what it causes and echoed in the answer."""
-    request["trace_id"] = request.headers.get(TRACE_HEADER, "")[:64] or new_trace_id()
-    response = await handler(request)
-    response.headers[TRACE_HEADER] = request["trace_id"]
-    return response
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -110,11 +59,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
+        trace = request.get("trace")
         log.exception(
-            "unexpected error on %s %s trace=%s",
+            "unexpected error on %s %s",
             request.method,
-            request.path,
-            request.get("trace_id"),
+            route_template(request),
+            extra={"trace_id": trace.trace_id if trace else None},
         )
         return error_response(ApiError(500, "Internal error.", code="internal"))
 
@@ -142,8 +92,10 @@ def bearer_auth(tokens: Sequence[str]) -> Middleware:
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(PUBLIC_PREFIXES) and not authorized(
-            request.headers.get("Authorization", "")
+        if (
+            request.path not in PUBLIC_PATHS
+            and not request.path.startswith(PUBLIC_PREFIXES)
+            and not authorized(request.headers.get("Authorization", ""))
         ):
             raise ApiError(401, "A valid 'Authorization: Bearer <token>' header is required.")
         return await handler(request)
@@ -189,49 +141,7 @@ def setup_docs(app: web.Application, title: str, description: str) -> None:
     )
 
 
-class Metrics:
-    """Counters and gauges rendered in the Prometheus text format."""
-
-    def __init__(self, prefix: str) -> None:
-        self._prefix = prefix
-        self._help: dict[str, tuple[str, str]] = {}
-        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-
-    def counter(self, name: str, help_text: str) -> None:
-        self._declare(name, "counter", help_text)
-
-    def gauge(self, name: str, help_text: str) -> None:
-        self._declare(name, "gauge", help_text)
-
-    def _declare(self, name: str, kind: str, help_text: str) -> None:
-        self._help[name] = (kind, help_text)
-        self._values.setdefault(name, {})
-
-    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        series = self._values[name]
-        series[key] = series.get(key, 0) + amount
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        self._values[name][tuple(sorted(labels.items()))] = value
-
-    def value(self, name: str, **labels: str) -> float:
-        return self._values[name].get(tuple(sorted(labels.items())), 0)
-
-    def render(self) -> str:
-        lines: list[str] = []
-        for name, (kind, help_text) in self._help.items():
-            full = f"{self._prefix}_{name}"
-            lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}"]
-            for labels, value in self._values[name].items():
-                label_text = ",".join(f'{k}="{v}"' for k, v in labels)
-                text = str(int(value)) if value == int(value) else repr(value)
-                lines.append(f"{full}{{{label_text}}} {text}" if labels else f"{full} {text}")
-        return "\n".join(lines) + "\n"
-
-
-def metrics_handler(metrics: Metrics) -> Handler:
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
-
-    return handler
+def route_template(request: web.Request) -> str:
+    """The route a request matched, e.g. ``/produtos/{id}``; never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from .config import KafkaConfig, RetryConfig
-from .http import Unavailable
+from .errors import Unavailable
 from .retry import retry_forever
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from http import HTTPStatus
 from aiohttp import http_exceptions, web, web_server
 from aiohttp.web_protocol import RequestHandler
 
-from .http import ApiError, error_response
+from .errors import ApiError
+from .http import error_response
 
 log = logging.getLogger(__name__)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
 from ..common import jsoncodec
-from ..common.http import TRACE_HEADER, new_trace_id
+from ..common.metrics import SchedulerMetrics
+from ..common.tracing import TRACEPARENT, Trace, start
 from .records import Poison, Work, invalid_fields
 
 log = logging.getLogger(__name__)
@@ -27,8 +29,15 @@ class TransientError(Exception):
 
 
 class ApiClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str,
+        metrics: SchedulerMetrics | None = None,
+    ) -> None:
         self._session = session
+        self._metrics = metrics or SchedulerMetrics()
         self._url = base_url + BATCH_PATH
         self._health_url = base_url + "/health"
         self._headers = {
@@ -36,17 +45,18 @@ class ApiClient:
             "Content-Type": "application/json",
         }
 
-    async def persist(self, work: Sequence[Work], trace: str | None = None) -> list[Poison]:
+    async def persist(self, work: Sequence[Work], trace: Trace | None = None) -> list[Poison]:
         """Persist a batch; returns the records the API rejected for good.
 
+        ``trace`` is the batch's (its ``traceparent`` header); each item carries its record's.
         A batch the API refuses as a whole (too large, say) is split in halves until the
         record at fault stands alone, so one bad record never holds back the others.
         """
-        trace = trace or new_trace_id()
+        trace = trace or start()
         status, body = await self._post(work, trace)
         if status == 200:
             return [
-                Poison(work[result["index"]].record, "api", invalid_fields(result["error"]))
+                rejected(work[result["index"]], invalid_fields(result["error"]))
                 for result in body["results"]
                 if result["status"] == "rejected"
             ]
@@ -57,17 +67,20 @@ class ApiClient:
                 *await self.persist(work[middle:], trace),
             ]
         reason = f"API answered {status}: {jsoncodec.dumps(body).decode()[:500]}"
-        return [Poison(work[0].record, "api", reason)]
+        return [rejected(work[0], reason)]
 
-    async def _post(self, work: Sequence[Work], trace: str) -> tuple[int, Any]:
+    async def _post(self, work: Sequence[Work], trace: Trace) -> tuple[int, Any]:
         payload = jsoncodec.dumps({"items": [w.item for w in work]})
-        headers = {**self._headers, TRACE_HEADER: trace}
+        headers = {**self._headers, TRACEPARENT: trace.traceparent}
+        started = time.perf_counter()
         try:
             async with self._session.post(self._url, data=payload, headers=headers) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"API unreachable: {exc!r}") from exc
+        finally:
+            self._metrics.batch_duration.observe(time.perf_counter() - started)
         if status >= 500 or status in TRANSIENT_STATUSES:
             if status in (401, 403):
                 log.error("the API refused the token (HTTP %d): check API_TOKEN", status)
@@ -85,3 +98,7 @@ class ApiClient:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+
+def rejected(work: Work, reason: str) -> Poison:
+    return Poison(work.record, "api", reason, work.trace)

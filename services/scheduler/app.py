@@ -10,21 +10,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from ..common.http import (
-    Metrics,
-    bearer_auth,
-    error_middleware,
-    metrics_handler,
-    setup_docs,
-    trace_middleware,
-)
+from ..common.http import bearer_auth, error_middleware, setup_docs
 from ..common.kafka import ManagedProducer
+from ..common.metrics import SchedulerMetrics
 from ..common.protocol import answer_malformed_requests_in_json
+from ..common.tracing import TRACING, Tracing, trace_middleware
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
+from .flow import Flow
 from .handlers import routes
-from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, METRICS
+from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW, METRICS
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +31,32 @@ DESCRIPTION = (
 )
 
 
-def create_app(config: SchedulerConfig) -> web.Application:
+def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     answer_malformed_requests_in_json()
+    metrics = SchedulerMetrics()
+    tracing = tracing or Tracing()
     app = web.Application(
-        middlewares=[trace_middleware, error_middleware, bearer_auth(config.api_tokens)]
+        middlewares=[
+            metrics.middleware(),
+            trace_middleware(tracing),
+            error_middleware,
+            bearer_auth(config.api_tokens),
+        ]
     )
     app[CONFIG] = config
-    app[METRICS] = Metrics("fluxo_scheduler")
-    app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx])
+    app[METRICS] = metrics
+    app[TRACING] = tracing
+    app.cleanup_ctx.extend([tracing_ctx, api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx])
     app.router.add_routes(routes)
-    app.router.add_get("/metrics", metrics_handler(app[METRICS]), allow_head=False)
+    app.router.add_get("/metrics", metrics.handler(), allow_head=False)
     setup_docs(app, "fluxo-dados scheduler", DESCRIPTION)
     return app
+
+
+async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[TRACING].shutdown()
 
 
 async def api_client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -57,7 +66,7 @@ async def api_client_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=config.request_timeout),
         connector=aiohttp.TCPConnector(limit=8),
     ) as session:
-        app[API] = ApiClient(session, config.api_url, config.api_tokens[0])
+        app[API] = ApiClient(session, config.api_url, config.api_tokens[0], app[METRICS])
         yield
 
 
@@ -75,7 +84,7 @@ async def dead_letters_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    consumer = ProductConsumer(config, app[API], app[DEAD_LETTERS], app[METRICS])
+    consumer = ProductConsumer(config, app[API], app[DEAD_LETTERS], app[METRICS], app[TRACING])
     app[CONSUMER] = consumer
     running = asyncio.create_task(consumer.run(), name="consumer")
     yield
@@ -88,3 +97,16 @@ async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning(
             "batch in flight given up after %.0fs; it will be redelivered", config.shutdown_timeout
         )
+
+
+async def flow_ctx(app: web.Application) -> AsyncIterator[None]:
+    """What the status page shows: counters sampled every second, lag asked of the broker."""
+    config = app[CONFIG]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        flow = Flow(app[CONSUMER], app[METRICS], session, config.api_url)
+        app[FLOW] = flow
+        sampling = asyncio.create_task(flow.run(), name="flow-sampler")
+        yield
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -21,9 +22,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from ..common.config import KafkaConfig
-from ..common.http import Metrics, Unavailable, new_trace_id
+from ..common.errors import Unavailable
 from ..common.kafka import ManagedProducer, client_settings, ensure_topics
+from ..common.metrics import SchedulerMetrics
 from ..common.retry import backoff_delays, retry_forever
+from ..common.tracing import SpanKind, Tracing
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
 from .records import Poison, Work, dead_letter_headers, prepare
@@ -31,6 +34,9 @@ from .records import Poison, Work, dead_letter_headers, prepare
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Dead letters /status/flow shows (the status page's list).
+RECENT_DEAD_LETTERS = 20
 
 # Longest wait of a rebalance for the batch in flight; past it the batch finishes anyway,
 # and its records may be processed again by the partitions' next owner (at-least-once).
@@ -59,12 +65,15 @@ class ProductConsumer:
         config: SchedulerConfig,
         api: ApiClient,
         dead_letters: ManagedProducer,
-        metrics: Metrics,
+        metrics: SchedulerMetrics,
+        tracing: Tracing | None = None,
     ) -> None:
         self._config = config
         self._api = api
         self._dead_letters = dead_letters
         self._metrics = metrics
+        self._tracing = tracing or Tracing()
+        self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=RECENT_DEAD_LETTERS)
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         # Batches in flight, oldest first; their offsets are committed in this order.
@@ -77,13 +86,15 @@ class ProductConsumer:
             asyncio.Queue()
         )
         self.state = "starting"
-        for name, text in (
-            ("records_total", "Records fetched from the entry topic."),
-            ("persisted_total", "Records the API acknowledged."),
-            ("dead_lettered_total", "Records sent to the dead-letter topic, by stage."),
-            ("retries_total", "Retried failures, by operation."),
-        ):
-            metrics.counter(name, text)
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        self._metrics.consumer_state.state(value)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -165,37 +176,54 @@ class ProductConsumer:
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     ) -> None:
         records = [record for partition in batches.values() for record in partition]
-        self._metrics.inc("records_total", len(records))
+        self._metrics.records.inc(len(records))
         work, poison = prepare(records)
         offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
-        trace = new_trace_id()
-        log.info(
-            "batch trace=%s: %d records from %s",
-            trace,
-            len(records),
-            ", ".join(
-                f"{tp.topic}[{tp.partition}]@{partition[0].offset}-{partition[-1].offset}"
-                for tp, partition in batches.items()
-            ),
+        ranges = ", ".join(
+            f"{tp.topic}[{tp.partition}]@{partition[0].offset}-{partition[-1].offset}"
+            for tp, partition in batches.items()
         )
-        delivery = asyncio.create_task(self._deliver(consumer, work, poison, trace))
+        delivery = asyncio.create_task(self._deliver(consumer, work, poison, ranges))
         self._in_flight.append(_InFlight(offsets, delivery))
 
     async def _deliver(
-        self, consumer: AIOKafkaConsumer, work: list[Work], poison: list[Poison], trace: str
+        self, consumer: AIOKafkaConsumer, work: list[Work], poison: list[Poison], ranges: str
     ) -> None:
-        """Hand a batch to the API and its poison to the dead-letter topic, retrying."""
-        rejected: list[Poison] = []
-        if work:
-            rejected = await self._retrying(
-                consumer, "persist", lambda: self._api.persist(work, trace)
-            )
-        dead = poison + rejected
-        if dead:
-            await self._retrying(consumer, "dead-letter", lambda: self._dead_letter(dead))
+        """Hand a batch to the API and its poison to the dead-letter topic, retrying.
+
+        The batch has a span of its own, linked to the trace of each of its records.
+        """
+        with self._tracing.span(
+            "scheduler batch",
+            kind=SpanKind.CONSUMER,
+            links=self._tracing.links(
+                trace.traceparent
+                for trace in chain((item.trace for item in work), (item.trace for item in poison))
+                if trace
+            ),
+            attributes={"messaging.batch.message_count": len(work) + len(poison)},
+        ) as batch:
+            if log.isEnabledFor(logging.DEBUG):
+                for item in work:
+                    log_record(logging.DEBUG, "record", item.record, item.trace.trace_id)
+            rejected: list[Poison] = []
+            if work:
+                rejected = await self._retrying(
+                    consumer, "persist", lambda: self._api.persist(work, batch)
+                )
+            dead = poison + rejected
+            if dead:
+                await self._retrying(consumer, "dead-letter", lambda: self._dead_letter(dead))
         persisted = len(work) - len(rejected)
-        self._metrics.inc("persisted_total", persisted)
-        log.info("batch trace=%s: %d persisted, %d dead-lettered", trace, persisted, len(dead))
+        self._metrics.persisted.inc(persisted)
+        log.info(
+            "batch of %d records from %s: %d persisted, %d dead-lettered",
+            len(work) + len(poison),
+            ranges,
+            persisted,
+            len(dead),
+            extra={"trace_id": batch.trace_id},
+        )
 
     async def _commit_done(
         self, consumer: AIOKafkaConsumer, *, wait: bool, everything: bool = False
@@ -231,16 +259,26 @@ class ProductConsumer:
             self._dead_letters.renew(producer)  # see ManagedProducer.renew
             raise
         for item in poison:
-            self._metrics.inc("dead_lettered_total", stage=item.stage)
+            self._metrics.dead_lettered.labels(item.stage).inc()
             record = item.record
-            log.warning(
-                "dead-lettered %s[%d]@%d key=%r (%s): %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                record.key,
-                item.stage,
-                item.reason[:300],
+            trace_id = item.trace.trace_id if item.trace else None
+            log_record(
+                logging.WARNING,
+                f"dead-lettered ({item.stage}): {item.reason[:300]}",
+                record,
+                trace_id,
+            )
+            self.recent_dead_letters.appendleft(
+                {
+                    "time": time.time(),
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "key": record.key.decode("utf-8", "replace") if record.key else None,
+                    "stage": item.stage,
+                    "reason": item.reason[:300],
+                    "trace_id": trace_id,
+                }
             )
 
     async def _retrying(
@@ -261,7 +299,7 @@ class ProductConsumer:
                         consumer.pause(*consumer.assignment())
                         self.state = "retrying"
                     delay = next(delays)
-                    self._metrics.inc("retries_total", operation=what)
+                    self._metrics.retries.labels(what).inc()
                     log.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
                     await asyncio.sleep(delay)
         finally:
@@ -347,6 +385,20 @@ class ProductConsumer:
     # --- status ----------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "group": self._config.consumer_group,
+            "topic": self._config.kafka.topic_cadastro,
+            "partitions": await self.partitions(),
+            "counters": self.counters(),
+        }
+
+    def counters(self) -> dict[str, int]:
+        return self._metrics.counts()
+
+    async def partitions(self) -> list[dict[str, Any]]:
+        """Committed offset, end offset (asked of the broker) and lag of each assigned
+        partition; also sets the lag gauges."""
         consumer = self._consumer
         partitions: list[dict[str, Any]] = []
         if consumer is not None:
@@ -371,20 +423,12 @@ class ProductConsumer:
                         "lag": end - (committed or 0) if end is not None else None,
                     }
                 )
-        return {
-            "state": self.state,
-            "group": self._config.consumer_group,
-            "topic": self._config.kafka.topic_cadastro,
-            "partitions": partitions,
-            "counters": {
-                "records": self._metrics.value("records_total"),
-                "persisted": self._metrics.value("persisted_total"),
-                "dead_lettered": sum(
-                    self._metrics.value("dead_lettered_total", stage=stage)
-                    for stage in ("decode", "validate", "api")
-                ),
-            },
-        }
+        lag = self._metrics.consumer_lag
+        lag.clear()  # partitions revoked since the last look have no lag here any more
+        for partition in partitions:
+            if partition["lag"] is not None:
+                lag.labels(partition["topic"], str(partition["partition"])).set(partition["lag"])
+        return partitions
 
     @property
     def consuming(self) -> bool:
@@ -417,3 +461,24 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
         if self._owner._operator_paused and self._owner._consumer is not None:
             self._owner._consumer.pause(*assigned)
+
+
+def log_record(level: int, message: str, record: Any, trace_id: str | None) -> None:
+    """One line about one record: where it is, its key and its trace id as fields."""
+    key = record.key.decode("utf-8", "replace") if record.key else None
+    log.log(
+        level,
+        "%s %s[%d]@%d key=%s",
+        message,
+        record.topic,
+        record.partition,
+        record.offset,
+        key,
+        extra={
+            "trace_id": trace_id,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": key,
+        },
+    )

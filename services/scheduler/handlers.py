@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -12,10 +13,13 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_sche
 
 from ..common import probes
 from ..common.contracts import ManualProductSchema, TransformedProductSchema, load_manual
-from ..common.http import ApiError, invalid, json_response, read_json
+from ..common.errors import ApiError
+from ..common.http import invalid, json_response, read_json
 from ..common.transform import transform
 from .consumer import Replay
-from .keys import API, CONSUMER, DEAD_LETTERS
+from .keys import API, CONSUMER, DEAD_LETTERS, FLOW
+
+STATUS_PAGE = Path(__file__).with_name("static") / "status.html"
 
 routes = web.RouteTableDef()
 
@@ -64,7 +68,39 @@ class ReplayResultSchema(Schema):
     )
 
 
+class DeadLetterSchema(Schema):
+    time = fields.Float(metadata={"description": "Unix time it was dead-lettered."})
+    topic = fields.String()
+    partition = fields.Integer()
+    offset = fields.Integer()
+    key = fields.String(allow_none=True)
+    stage = fields.String(metadata={"example": "validate"})
+    reason = fields.String()
+    trace_id = fields.String(allow_none=True)
+
+
+class FlowSchema(Schema):
+    time = fields.Float(metadata={"description": "Unix time of the answer."})
+    history = fields.List(
+        fields.List(fields.Float()),
+        metadata={
+            "description": "One sample a second over five minutes: "
+            "[unix time, records fetched, persisted, dead-lettered]."
+        },
+    )
+    dead_letters = fields.List(fields.Nested(DeadLetterSchema))
+    api = fields.Dict(
+        metadata={"description": "The API's outbox backlog and counts, read from its /metrics."}
+    )
+
+
 REPLAY = ReplaySchema()
+
+
+@routes.get("/", allow_head=False)
+async def status_page(request: web.Request) -> web.FileResponse:
+    """The live status page (HTML and JS only; it reads the JSON endpoints with a token)."""
+    return web.FileResponse(STATUS_PAGE, headers={"Cache-Control": "no-cache"})
 
 
 routes.get("/health", allow_head=False)(probes.health)
@@ -91,6 +127,19 @@ async def ready(request: web.Request) -> web.Response:
 @response_schema(StatusSchema, 200)
 async def status(request: web.Request) -> web.Response:
     return json_response(await request.app[CONSUMER].status())
+
+
+@routes.get("/status/flow", allow_head=False)
+@docs(
+    tags=["consumer"],
+    summary="The flow over the last five minutes, the last dead letters, the API's outbox",
+    description="What the status page at / shows beside /status. The API's numbers are "
+    "read from its /metrics by the scheduler, so the page calls one origin only.",
+    responses=probes.UNAUTHORIZED,
+)
+@response_schema(FlowSchema, 200)
+async def flow(request: web.Request) -> web.Response:
+    return json_response(await request.app[FLOW].snapshot())
 
 
 @routes.post("/consumer/pause")

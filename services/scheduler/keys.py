@@ -2,14 +2,16 @@
 
 from aiohttp import web
 
-from ..common.http import Metrics
 from ..common.kafka import ManagedProducer
+from ..common.metrics import SchedulerMetrics
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
+from .flow import Flow
 
 CONFIG = web.AppKey("config", SchedulerConfig)
-METRICS = web.AppKey("metrics", Metrics)
+METRICS = web.AppKey("metrics", SchedulerMetrics)
 API = web.AppKey("api", ApiClient)
 DEAD_LETTERS = web.AppKey("dead_letters", ManagedProducer)
 CONSUMER = web.AppKey("consumer", ProductConsumer)
+FLOW = web.AppKey("flow", Flow)

@@ -6,13 +6,14 @@ Pure functions: no I/O, so each rule is unit-tested on plain records.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from marshmallow import ValidationError
 
 from ..common import jsoncodec
 from ..common.contracts import ManualProduct, field_errors, load_manual
+from ..common.tracing import TRACEPARENT, Trace, record_trace
 from ..common.transform import transform
 
 
@@ -46,10 +47,11 @@ class PoisonError(Exception):
 
 @dataclass(frozen=True)
 class Work:
-    """A record ready for the API: the transformed product and where it came from."""
+    """A record ready for the API: the transformed product, where it came from, its trace."""
 
     record: KafkaRecord
     item: dict[str, Any]
+    trace: Trace
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Poison:
     record: KafkaRecord
     stage: str
     reason: str
+    # The record's trace: its own traceparent header, or the one started for it.
+    trace: Trace | None = field(default=None, compare=False)
 
 
 def decode(value: bytes | None) -> ManualProduct:
@@ -81,9 +85,10 @@ def invalid_fields(messages: Any) -> str:
     return "invalid fields: " + jsoncodec.dumps(messages).decode()
 
 
-def to_work(record: KafkaRecord) -> Work:
-    """The API batch item of a record: the transformed product and its source."""
+def to_work(record: KafkaRecord, trace: Trace | None = None) -> Work:
+    """The API batch item of a record: the transformed product, its source and its trace."""
     product = transform(decode(record.value), record.timestamp)
+    trace = trace or record_trace(record.headers)
     return Work(
         record,
         {
@@ -93,7 +98,9 @@ def to_work(record: KafkaRecord) -> Work:
                 "partition": record.partition,
                 "offset": record.offset,
             },
+            "traceparent": trace.traceparent,
         },
+        trace,
     )
 
 
@@ -102,18 +109,28 @@ def prepare(records: Iterable[KafkaRecord]) -> tuple[list[Work], list[Poison]]:
     work: list[Work] = []
     poison: list[Poison] = []
     for record in records:
+        trace = record_trace(record.headers)
         try:
-            work.append(to_work(record))
+            work.append(to_work(record, trace))
         except PoisonError as error:
-            poison.append(Poison(record, error.stage, error.reason))
+            poison.append(Poison(record, error.stage, error.reason, trace))
     return work, poison
 
 
 def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
-    """The original headers plus why and from where the record was dead-lettered."""
+    """The original headers plus why and from where the record was dead-lettered.
+
+    A record that came without a ``traceparent`` gets the trace started for it.
+    """
     record = poison.record
+    started = (
+        [poison.trace.kafka_header]
+        if poison.trace and all(name != TRACEPARENT for name, _ in record.headers)
+        else []
+    )
     return [
         *record.headers,
+        *started,
         ("dlq-reason", poison.reason.encode()),
         ("dlq-stage", poison.stage.encode()),
         ("dlq-source-topic", record.topic.encode()),

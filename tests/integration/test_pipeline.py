@@ -217,6 +217,7 @@ async def test_both_services_serve_swagger_listing_every_endpoint(
             "/health",
             "/ready",
             "/status",
+            "/status/flow",
             "/consumer/pause",
             "/consumer/resume",
             "/consumer/replay",

@@ -119,7 +119,7 @@ async def test_replay_from_the_beginning_persists_nothing_twice(
 
     async def replayed() -> bool:
         metrics = await (await api.get("/metrics")).text()
-        return 'fluxo_api_persisted_records_total{outcome="unchanged"} 6' in metrics
+        return 'fluxo_api_persisted_records_total{outcome="unchanged"} 6.0\n' in metrics
 
     await eventually(replayed, within=30, what="the 6 records replayed as unchanged")
     assert await persisted_ids(api_config.database_url) == ids

@@ -17,7 +17,7 @@ from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
 from services.common import jsoncodec
-from services.common.http import TRACE_HEADER
+from services.common.tracing import TRACEPARENT, Trace
 from services.scheduler.api_client import BATCH_PATH, ApiClient, TransientError
 from services.scheduler.records import Poison, Work, invalid_fields, to_work
 
@@ -25,7 +25,7 @@ from ..helpers import encode, manual_record
 from .fakes import FakeRecord
 
 TOKEN = "stand-in-token"
-TRACE = "0123456789abcdef"
+TRACE = Trace("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 # Given the product ids of a batch, the stand-in's answer.
 Answer = Callable[[list[str]], web.Response]
 
@@ -102,7 +102,7 @@ async def test_a_batch_the_api_accepts_is_posted_once_and_leaves_no_poison(
     headers, body = api.requests[0]
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["Content-Type"] == "application/json"
-    assert headers[TRACE_HEADER] == TRACE
+    assert headers[TRACEPARENT] == TRACE.traceparent
     assert body == jsoncodec.loads(jsoncodec.dumps({"items": [w.item for w in work]}))
 
 
@@ -123,7 +123,7 @@ async def test_a_batch_refused_as_too_large_is_split_in_halves_until_each_part_f
         ["p3", "p4"],
     ]
     assert api.accepted() == ["p0", "p1", "p2", "p3", "p4"]
-    assert {headers[TRACE_HEADER] for headers, _ in api.requests} == {TRACE}  # one trace
+    assert {headers[TRACEPARENT] for headers, _ in api.requests} == {TRACE.traceparent}
 
 
 @pytest.mark.parametrize("status", [400, 413, 422])

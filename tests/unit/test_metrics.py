@@ -1,123 +1,127 @@
-"""Counters and gauges in the Prometheus text exposition format."""
+"""The metrics of both services: names, types and the HTTP series by route template."""
 
 from __future__ import annotations
 
-import re
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
 
-from services.common.http import Metrics
+from services.common.metrics import ApiMetrics, HttpMetrics, SchedulerMetrics, new_registry
 
-# A sample line: name, optional {label="value",...}, a value Prometheus can parse.
-SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)"
-    r'(?:\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*")*\})?'
-    r" (?P<value>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?Inf|NaN)$"
-)
-HELP = re.compile(r"^# HELP (?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*) \S.*$")
-TYPE = re.compile(r"^# TYPE (?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*) (?P<kind>counter|gauge)$")
+# What the process and GC collectors add; everything else is ours and named fluxo_*.
+DEFAULT_PREFIXES = ("process_", "python_")
 
 
-def scheduler_metrics() -> Metrics:
-    metrics = Metrics("fluxo_scheduler")
-    metrics.counter("records_total", "Records fetched from Kafka.")
-    metrics.counter("dead_lettered_total", "Records sent to the dead-letter topic, by stage.")
-    metrics.gauge("assigned_partitions", "Partitions assigned to this instance.")
-    return metrics
+def families(metrics: HttpMetrics) -> dict[str, str]:
+    text = generate_latest(metrics.registry).decode()
+    return {family.name: family.type for family in text_string_to_metric_families(text)}
 
 
-def assert_valid_exposition(text: str) -> None:
-    """Every line is HELP, TYPE or a sample, and every sample's metric was declared first."""
-    assert text.endswith("\n")
-    helped: set[str] = set()
-    typed: set[str] = set()
-    for line in text.splitlines():
-        if match := HELP.match(line):
-            helped.add(match["name"])
-        elif match := TYPE.match(line):
-            assert match["name"] not in typed, f"second TYPE line: {line!r}"
-            typed.add(match["name"])
-        else:
-            match = SAMPLE.match(line)
-            assert match, f"not a valid sample line: {line!r}"
-            assert match["name"] in helped & typed, f"undeclared metric: {line!r}"
+def test_every_metric_of_ours_is_prefixed_fluxo_and_counters_end_in_total() -> None:
+    for metrics in (ApiMetrics(), SchedulerMetrics()):
+        found = families(metrics)
+        ours = {name: kind for name, kind in found.items() if not name.startswith(DEFAULT_PREFIXES)}
+        assert ours, "no metric of ours"
+        assert all(name.startswith("fluxo_") for name in ours), ours
+        assert "process_cpu_seconds" in found  # the process collector
+        assert "python_gc_objects_collected" in found  # the GC collector
+        for name, kind in ours.items():
+            if kind == "histogram":
+                assert name.endswith("_seconds"), name
 
 
-def test_metrics_render_help_type_and_labelled_samples() -> None:
-    metrics = scheduler_metrics()
-    metrics.inc("records_total", 3)
-    metrics.inc("dead_lettered_total", stage="decode")
-    metrics.inc("dead_lettered_total", stage="validate")
-    metrics.inc("dead_lettered_total", stage="decode")
-    metrics.set("assigned_partitions", 6)
+def test_the_contract_names_exist_with_their_types() -> None:
+    api = families(ApiMetrics())
+    scheduler = families(SchedulerMetrics())
 
-    assert metrics.render() == (
-        "# HELP fluxo_scheduler_records_total Records fetched from Kafka.\n"
-        "# TYPE fluxo_scheduler_records_total counter\n"
-        "fluxo_scheduler_records_total 3\n"
-        "# HELP fluxo_scheduler_dead_lettered_total Records sent to the dead-letter topic, "
-        "by stage.\n"
-        "# TYPE fluxo_scheduler_dead_lettered_total counter\n"
-        'fluxo_scheduler_dead_lettered_total{stage="decode"} 2\n'
-        'fluxo_scheduler_dead_lettered_total{stage="validate"} 1\n'
-        "# HELP fluxo_scheduler_assigned_partitions Partitions assigned to this instance.\n"
-        "# TYPE fluxo_scheduler_assigned_partitions gauge\n"
-        "fluxo_scheduler_assigned_partitions 6\n"
+    assert api["fluxo_end_to_end_latency_seconds"] == "histogram"
+    assert api["fluxo_api_outbox_backlog"] == "gauge"
+    assert api["fluxo_api_outbox_oldest_age_seconds"] == "gauge"
+    assert api["fluxo_api_persist_duration_seconds"] == "histogram"
+    assert api["fluxo_api_outbox_publish_duration_seconds"] == "histogram"
+    assert api["fluxo_api_database_pool_in_use"] == "gauge"
+    assert api["fluxo_http_request_duration_seconds"] == "histogram"
+    assert scheduler["fluxo_scheduler_consumer_lag"] == "gauge"
+    assert scheduler["fluxo_scheduler_batch_duration_seconds"] == "histogram"
+    assert scheduler["fluxo_scheduler_dead_lettered"] == "counter"
+
+
+def test_each_application_has_its_own_registry() -> None:
+    one, two = SchedulerMetrics(), SchedulerMetrics()
+    one.records.inc(5)
+
+    assert one.sample("fluxo_scheduler_records_total") == 5
+    assert two.sample("fluxo_scheduler_records_total") == 0
+    assert new_registry() is not new_registry()
+
+
+def test_dead_letter_stages_exist_at_zero_before_the_first_dead_letter() -> None:
+    metrics = SchedulerMetrics()
+
+    assert (
+        metrics.registry.get_sample_value(
+            "fluxo_scheduler_dead_lettered_total", {"stage": "validate"}
+        )
+        == 0
     )
-    assert_valid_exposition(metrics.render())
+    metrics.dead_lettered.labels("validate").inc()
+    metrics.dead_lettered.labels("decode").inc(2)
+    assert metrics.counts() == {"records": 0, "persisted": 0, "dead_lettered": 3}
 
 
-def test_a_declared_metric_without_samples_still_renders_its_help_and_type() -> None:
-    text = scheduler_metrics().render()
+async def test_http_requests_are_counted_by_route_template_never_by_raw_path(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    metrics = HttpMetrics(new_registry())
+    app = web.Application(middlewares=[metrics.middleware()])
 
-    assert "# TYPE fluxo_scheduler_records_total counter\n" in text
-    assert_valid_exposition(text)
+    async def product(request: web.Request) -> web.Response:
+        if request.match_info["id"] == "missing":
+            raise web.HTTPNotFound()
+        return web.json_response({})
 
+    app.router.add_get("/produtos/{id}", product)
+    app.router.add_get("/metrics", metrics.handler())
+    client = await aiohttp_client(app)
 
-def test_counters_add_up_per_label_set() -> None:
-    metrics = scheduler_metrics()
-    for _ in range(7):
-        metrics.inc("records_total")
-    metrics.inc("records_total", 500)
-    for stage in ["decode", "validate", "decode", "api", "decode"]:
-        metrics.inc("dead_lettered_total", stage=stage)
+    for path in ("/produtos/1", "/produtos/2", "/produtos/missing", "/nowhere/a", "/nowhere/b"):
+        await client.get(path)
+    for method in ("PROPFIND", "TRACE"):
+        await client.request(method, "/produtos/1")
+    response = await client.get("/metrics")
 
-    assert metrics.value("records_total") == 507
-    assert metrics.value("dead_lettered_total", stage="decode") == 3
-    assert metrics.value("dead_lettered_total", stage="validate") == 1
-    assert metrics.value("dead_lettered_total", stage="api") == 1
-    assert metrics.value("dead_lettered_total", stage="never") == 0
-    assert "fluxo_scheduler_records_total 507\n" in metrics.render()
-
-
-def test_labels_are_one_series_whatever_order_they_are_given_in() -> None:
-    metrics = Metrics("fluxo_api")
-    metrics.counter("requests_total", "Requests, by method and status.")
-    metrics.inc("requests_total", method="POST", status="202")
-    metrics.inc("requests_total", status="202", method="POST")
-
-    assert metrics.value("requests_total", status="202", method="POST") == 2
-    assert 'fluxo_api_requests_total{method="POST",status="202"} 2\n' in metrics.render()
-    assert_valid_exposition(metrics.render())
-
-
-def test_a_gauge_is_set_not_added() -> None:
-    metrics = scheduler_metrics()
-    metrics.set("assigned_partitions", 6)
-    metrics.set("assigned_partitions", 3)
-
-    assert metrics.value("assigned_partitions") == 3
-    assert "fluxo_scheduler_assigned_partitions 3\n" in metrics.render()
-
-
-def test_fractional_values_render_as_numbers() -> None:
-    metrics = scheduler_metrics()
-    metrics.set("assigned_partitions", 0.5)
-
-    assert "fluxo_scheduler_assigned_partitions 0.5\n" in metrics.render()
-    assert_valid_exposition(metrics.render())
-
-
-def test_a_counter_past_a_million_renders_its_exact_value() -> None:
-    metrics = scheduler_metrics()
-    metrics.inc("records_total", 1_234_567)
-
-    assert "fluxo_scheduler_records_total 1234567\n" in metrics.render()
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    text = await response.text()
+    routes = {
+        (sample.labels["route"], sample.labels["status"])
+        for family in text_string_to_metric_families(text)
+        if family.name == "fluxo_http_request_duration_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+    assert routes == {
+        ("/produtos/{id}", "200"),
+        ("/produtos/{id}", "404"),
+        ("unmatched", "404"),
+        ("unmatched", "405"),
+    }
+    assert (
+        metrics.sample(
+            "fluxo_http_request_duration_seconds_count",
+            route="unmatched",
+            method="other",
+            status="405",
+        )
+        == 2
+    )
+    assert (
+        metrics.sample(
+            "fluxo_http_request_duration_seconds_count",
+            route="/produtos/{id}",
+            method="GET",
+            status="200",
+        )
+        == 2
+    )

@@ -136,6 +136,7 @@ def test_a_valid_record_becomes_its_transformed_product_and_its_source() -> None
             "category": "Categoria do Produto",
         },
         "source": {"topic": "cadastro-produtos", "partition": 4, "offset": 1017},
+        "traceparent": work.trace.traceparent,
     }
 
 
@@ -228,3 +229,40 @@ def test_dead_letter_headers_of_a_record_without_headers_are_only_the_dlq_ones()
         "dlq-source-offset",
         "dlq-source-timestamp",
     ]
+
+
+# --- traces -------------------------------------------------------------------------------
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_record_keeps_its_own_traceparent_on_the_item_for_the_api() -> None:
+    record = FakeRecord(encode(manual_record("1")), headers=[("traceparent", TRACEPARENT.encode())])
+
+    work, _ = prepare([record])
+
+    assert work[0].item["traceparent"] == TRACEPARENT
+    assert work[0].trace.trace_id == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_records_without_a_traceparent_each_start_a_trace_of_their_own() -> None:
+    work, poison = prepare(
+        [FakeRecord(encode(manual_record(str(n)))) for n in range(3)] + [FakeRecord(b"{not json")]
+    )
+
+    traces = {item.trace.trace_id for item in work} | {p.trace.trace_id for p in poison if p.trace}
+    assert len(traces) == 4
+    assert all(len(trace) == 32 and int(trace, 16) for trace in traces)
+
+
+def test_a_dead_letter_keeps_its_own_traceparent_and_gets_one_when_it_had_none() -> None:
+    own = FakeRecord(b"{not json", headers=[("traceparent", TRACEPARENT.encode())])
+    bare = FakeRecord(b"{not json")
+
+    _, poison = prepare([own, bare])
+
+    own_headers = dead_letter_headers(poison[0])
+    assert [value for name, value in own_headers if name == "traceparent"] == [TRACEPARENT.encode()]
+    bare_headers = dict(dead_letter_headers(poison[1]))
+    assert poison[1].trace is not None
+    assert bare_headers["traceparent"] == poison[1].trace.traceparent.encode()

@@ -1,0 +1,236 @@
+"""Every Prometheus metric of fluxo-dados, one registry per application.
+
+Names follow Prometheus conventions: prefixed ``fluxo_``, base units (``_seconds``),
+counters ending in ``_total``. Each metric is declared here and observed where its event
+happens: the consumer (scheduler), the API client (batch round trip), the handlers
+(persist transaction), the outbox relay (publish, end-to-end latency) and the HTTP
+middleware below. README.md ("Operate it") lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from .http import Handler, route_template
+
+# Seconds. Finer than the client's defaults where this pipeline's hops fall (a few ms to a
+# few hundred), so that the per-hop p50/p99 interpolated within a bucket say something;
+# end to end also reaches minutes (a backlog draining).
+HOP_BUCKETS = (
+    *(0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075),
+    *(0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10, 30),
+)
+END_TO_END_BUCKETS = (
+    *(0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5),
+    *(0.75, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+# Any other method a client sends is counted as "other": no client creates new series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+DEAD_LETTER_STAGES = ("decode", "validate", "api")
+CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stopped")
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry with the process (CPU, memory, file descriptors), GC and platform metrics."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+class HttpMetrics:
+    """Requests of one service, by route template (never the raw path), method and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.request_duration = Histogram(
+            "fluxo_http_request_duration_seconds",
+            "HTTP requests served, by route template, method and status, in seconds.",
+            ["route", "method", "status"],
+            buckets=HOP_BUCKETS,
+            registry=registry,
+        )
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                method = request.method if request.method in HTTP_METHODS else "other"
+                self.request_duration.labels(route_template(request), method, str(status)).observe(
+                    time.perf_counter() - started
+                )
+
+        return http_metrics
+
+    def handler(self) -> Handler:
+        async def metrics(request: web.Request) -> web.Response:
+            response = web.Response(body=generate_latest(self.registry))
+            response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+            response.charset = "utf-8"
+            return response
+
+        return metrics
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The current value of one series (0 when it has none yet)."""
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+class ApiMetrics(HttpMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or new_registry())
+        r = self.registry
+        self.manual_records = Counter(
+            "fluxo_api_manual_records", "Records produced by POST /produto/manual.", registry=r
+        )
+        self.persisted_records = Counter(
+            "fluxo_api_persisted_records",
+            "Records persisted, by outcome (created, updated, unchanged, rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("created", "updated", "unchanged", "rejected"):
+            self.persisted_records.labels(outcome)
+        self.persist_duration = Histogram(
+            "fluxo_api_persist_duration_seconds",
+            "The persist transaction (upsert products, write outbox) of one request, in seconds.",
+            buckets=HOP_BUCKETS,
+            registry=r,
+        )
+        self.outbox_published = Counter(
+            "fluxo_api_outbox_published", "Events published on produtos-persistidos.", registry=r
+        )
+        self.outbox_publish_duration = Histogram(
+            "fluxo_api_outbox_publish_duration_seconds",
+            "One relay round: from sending its events to the broker's last acknowledgement.",
+            buckets=HOP_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_latency = Histogram(
+            "fluxo_end_to_end_latency_seconds",
+            "From the source record's Kafka timestamp to the broker's acknowledgement of its "
+            "event on produtos-persistidos, in seconds.",
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "fluxo_api_outbox_backlog", "Outbox rows not yet published.", registry=r
+        )
+        self.outbox_oldest_age = Gauge(
+            "fluxo_api_outbox_oldest_age_seconds",
+            "Age of the oldest outbox row not yet published, in seconds (0 when empty).",
+            registry=r,
+        )
+        self.outbox_relay_active = Gauge(
+            "fluxo_api_outbox_relay_active",
+            "1 while this replica holds the outbox relay lock.",
+            registry=r,
+        )
+        self.database_pool_in_use = Gauge(
+            "fluxo_api_database_pool_in_use",
+            "PostgreSQL pool connections lent out.",
+            registry=r,
+        )
+        self.database_pool_size = Gauge(
+            "fluxo_api_database_pool_size",
+            "PostgreSQL pool connections open.",
+            registry=r,
+        )
+
+    def watch_pool(self, in_use: Callable[[], float], size: Callable[[], float]) -> None:
+        """Read the pool's numbers at each scrape."""
+        self.database_pool_in_use.set_function(in_use)
+        self.database_pool_size.set_function(size)
+
+
+class SchedulerMetrics(HttpMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry or new_registry())
+        r = self.registry
+        self.records = Counter(
+            "fluxo_scheduler_records", "Records fetched from the entry topic.", registry=r
+        )
+        self.persisted = Counter(
+            "fluxo_scheduler_persisted", "Records the API acknowledged.", registry=r
+        )
+        self.dead_lettered = Counter(
+            "fluxo_scheduler_dead_lettered",
+            "Records sent to the dead-letter topic, by stage (decode, validate, api).",
+            ["stage"],
+            registry=r,
+        )
+        for stage in DEAD_LETTER_STAGES:
+            self.dead_lettered.labels(stage)
+        self.retries = Counter(
+            "fluxo_scheduler_retries",
+            "Retried failures, by operation (persist, dead-letter).",
+            ["operation"],
+            registry=r,
+        )
+        for operation in ("persist", "dead-letter"):
+            self.retries.labels(operation)
+        self.batch_duration = Histogram(
+            "fluxo_scheduler_batch_duration_seconds",
+            "Round trip of one batch request to the API, in seconds.",
+            buckets=HOP_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "fluxo_scheduler_consumer_lag",
+            "Records on the broker past the group's committed offset, per assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.consumer_state = Enum(
+            "fluxo_scheduler_consumer_state",
+            "State of the consumer.",
+            states=list(CONSUMER_STATES),
+            registry=r,
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Records fetched, persisted and dead-lettered (all stages) by this process."""
+        return {
+            "records": total(self.records),
+            "persisted": total(self.persisted),
+            "dead_lettered": total(self.dead_lettered),
+        }
+
+
+def total(counter: Counter) -> int:
+    """A counter's value, added up over its label sets (this metric alone is collected,
+    not the whole registry with its process and GC collectors)."""
+    return round(
+        sum(
+            sample.value
+            for family in counter.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+    )
