@@ -232,8 +232,23 @@ def test_dockerfile_builds_one_image_for_both_services_in_app() -> None:
     assert {"8000", "8010"} <= exposed
     assert instructions[-1] == ("CMD", '["python", "-m", "services.api"]')
     copied = " ".join(args for keyword, args in instructions if keyword == "COPY")
-    for needed in ("pyproject.toml", "README.md", "services/", "sql/"):
+    for needed in ("requirements.lock", "services/", "sql/"):
         assert needed in copied, f"{needed} is not copied into the image"
+
+
+def test_dockerfile_installs_the_lock_with_hashes_before_copying_the_code() -> None:
+    instructions = dockerfile_instructions()
+    installs = [
+        index
+        for index, (keyword, args) in enumerate(instructions)
+        if keyword == "RUN" and "pip install" in args
+    ]
+    assert len(installs) == 1, "one pip install, from the lock"
+    command = instructions[installs[0]][1]
+    assert "--require-hashes" in command and "-r requirements.lock" in command, command
+    earlier = [args for keyword, args in instructions[: installs[0]] if keyword == "COPY"]
+    # Only the lock reaches the dependency layer, so a code or README edit keeps its cache.
+    assert earlier == ["requirements.lock ./"], earlier
 
 
 def test_build_context_leaves_out_local_state_and_secrets() -> None:
