@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ..common.docs import setup_docs
 from ..common.http import (
     Metrics,
     bearer_auth,
     error_middleware,
     metrics_handler,
-    setup_docs,
     trace_middleware,
 )
 from ..common.kafka import ManagedProducer

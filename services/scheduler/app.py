@@ -10,19 +10,19 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from ..common.docs import setup_docs
 from ..common.http import (
     Metrics,
     bearer_auth,
     error_middleware,
     metrics_handler,
-    setup_docs,
     trace_middleware,
 )
 from ..common.kafka import ManagedProducer
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
-from .handlers import routes
+from .handlers import replay_spec, routes
 from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, METRICS
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,12 @@ def create_app(config: SchedulerConfig) -> web.Application:
     app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx])
     app.router.add_routes(routes)
     app.router.add_get("/metrics", metrics_handler(app[METRICS]), allow_head=False)
-    setup_docs(app, "fluxo-dados scheduler", DESCRIPTION)
+    setup_docs(
+        app,
+        "fluxo-dados scheduler",
+        DESCRIPTION,
+        refine=lambda spec: replay_spec(spec, config.kafka.partitions),
+    )
     return app
 
 
