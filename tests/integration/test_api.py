@@ -98,7 +98,9 @@ async def test_batch_persists_the_valid_items_and_names_the_invalid_ones(
     assert results[1]["error"]["fields"] == {
         "product": {
             "pricing": {
-                "amount": ["Must be greater than or equal to 0 and less than 1000000000000."]
+                "amount": [
+                    "Must be greater than or equal to 0 and less than or equal to 999999999999.99."
+                ]
             }
         }
     }
