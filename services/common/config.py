@@ -36,11 +36,7 @@ class ConfigError(ValueError):
 
 
 class SettingsCatalog(dict[str, str]):
-    """An empty environment that notes each setting read and its default.
-
-    Loading a configuration from it lists the service's settings (``--help``); a required
-    setting reads as ``REQUIRED`` instead of failing.
-    """
+    """An environment that notes each setting read and its default (``--help``)."""
 
     REQUIRED = "(required)"
 
@@ -66,8 +62,6 @@ class Env:
         if value is None or value == "":
             if default is not None:
                 return default
-            if isinstance(self._environ, SettingsCatalog):
-                return SettingsCatalog.REQUIRED
             raise ConfigError(f"{name} is required")
         return value
 

@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 from aiohttp import web
 from dotenv import load_dotenv
 
-from .config import SettingsCatalog
+from .config import ConfigError, SettingsCatalog
 from .logs import configure_logging
 
 
@@ -24,13 +24,28 @@ C = TypeVar("C", bound=ServiceConfig)
 
 
 def settings_help(load_config: Callable[[Mapping[str, str]], object]) -> str:
-    """Each setting the configuration reads, with its default."""
+    """Each setting the configuration reads, with its default.
+
+    The configuration is loaded from an environment that notes every read; a setting it
+    cannot do without (its error message starts with the variable's name) is given a stand-in
+    value, and the load tried again, so that the settings read after it are listed too.
+    """
     catalog = SettingsCatalog()
-    load_config(catalog)
+    while True:
+        try:
+            load_config(catalog)
+            break
+        except ConfigError as error:
+            name = str(error).split(" ", 1)[0]
+            if name in catalog or not name.isupper():
+                raise
+            catalog[name] = "stand-in"
     catalog.defaults.setdefault("LOG_LEVEL", "INFO")  # read by run() itself
     width = max(len(variable) for variable in catalog.defaults)
-    lines = [f"  {variable:<{width}}  {default}" for variable, default in catalog.defaults.items()]
-    return "\n".join(lines)
+    return "\n".join(
+        f"  {variable:<{width}}  {default or '(empty)'}"
+        for variable, default in catalog.defaults.items()
+    )
 
 
 def parse_arguments(name: str, description: str, help_text: str, argv: Sequence[str]) -> None:

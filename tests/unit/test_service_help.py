@@ -32,8 +32,12 @@ def test_help_prints_the_settings_and_exits(module: str) -> None:
     text = help_of(module)
 
     assert f"usage: python -m {module}" in text
-    assert re.search(r"^  API_TOKEN +\(required\)$", text, re.MULTILINE)
+    assert re.search(r"^  API_TOKEN +\S", text, re.MULTILINE)
     assert re.search(r"^  KAFKA_BOOTSTRAP_SERVERS +localhost:9092$", text, re.MULTILINE)
+
+
+def test_a_setting_without_a_default_is_shown_as_required() -> None:
+    assert re.search(r"^  DATABASE_URL +\(required\)$", help_of("services.api"), re.MULTILINE)
 
 
 def test_the_two_helps_cover_every_setting_of_env_example() -> None:
