@@ -26,11 +26,12 @@ supported() {
   [[ " ${SUPPORTED[*]} " == *" $version "* ]] && { [[ -z ${2-} ]] || [[ $version == "$2" ]]; }
 }
 
-# pyenv_python VERSION: the newest pyenv-installed interpreter of that version.
+# pyenv_python VERSION: the newest pyenv-installed interpreter of that version (pyenv itself
+# need not be on PATH: its usual root is looked at too).
 pyenv_python() {
   local root candidate
-  command -v pyenv >/dev/null 2>&1 || return 1
-  root=$(pyenv root 2>/dev/null) || return 1
+  root=$(pyenv root 2>/dev/null) || root=${PYENV_ROOT:-$HOME/.pyenv}
+  [[ -d $root/versions ]] || return 1
   candidate=$(compgen -G "$root/versions/$1.*/bin/python$1" | sort -V | tail -n 1) || return 1
   [[ -n $candidate ]] && supported "$candidate" "$1" && printf '%s\n' "$candidate"
 }
