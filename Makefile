@@ -17,16 +17,21 @@ help:  ## this list
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  Variables: PYTHON=3.11|3.12|3.13|/path/to/python, VENV=.venv (see README.md)."
 
+# With PYTHON given, an existing $(VENV) must hold that Python's version.
+PY_VERSION = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
+CHECK_VENV = python=$$(scripts/python.sh $(PYTHON)) || exit 1; \
+	version=$$("$$python" $(PY_VERSION)); \
+	if [ -x $(VENV)/bin/python ] && [ -n "$(PYTHON)" ] && [ "$$($(VENV)/bin/python $(PY_VERSION))" != "$$version" ]; then \
+	  echo "$(VENV) holds Python $$($(VENV)/bin/python $(PY_VERSION)), not $$version: give each its own, e.g. VENV=.venv-$$version" >&2; \
+	  exit 1; \
+	fi
+
 install: $(VENV)/.installed  ## create the virtualenv (VENV, default .venv) and install the locked dependencies and the project
+	@$(CHECK_VENV)
 
 # Re-installs only when the lock (or pyproject.toml) changed since the last install.
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
-	@python=$$(scripts/python.sh $(PYTHON)) || exit 1; \
-	  version=$$("$$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
-	  if [ -x $(VENV)/bin/python ] && [ -n "$(PYTHON)" ] && \
-	     [ "$$($(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$$version" ]; then \
-	    echo "$(VENV) holds another Python than $$python: choose another VENV=, e.g. VENV=.venv-$$version" >&2; exit 1; \
-	  fi; \
+	@$(CHECK_VENV); \
 	  if [ ! -x $(VENV)/bin/python ]; then \
 	    "$$python" -c 'import ensurepip' 2>/dev/null || \
 	      { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python$$version-venv; }; \
