@@ -37,7 +37,8 @@ TRACEPARENT = {
 COMMON_DESCRIPTION = (
     "\n\nEvery answer carries `X-Trace-Id`. Errors are JSON: "
     '`{"error": {"code", "message", "fields"}}`. A method that a path does not document is '
-    "answered 405 with an `Allow` header and the same error body."
+    "answered 405 with an `Allow` header and the same error body "
+    "(`components.responses.MethodNotAllowed`)."
 )
 
 
@@ -74,6 +75,15 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
         "description": description,
     }
 
+
+METHOD_NOT_ALLOWED = {
+    "description": "The path does not take this method.",
+    "headers": {
+        "Allow": {"description": "The methods the path takes.", "schema": {"type": "string"}},
+        **TRACE_RESPONSE_HEADER,
+    },
+    "content": {"application/json": {"schema": ErrorSchema}},
+}
 
 METRICS_PATH = {
     "get": {
@@ -115,6 +125,7 @@ def setup_docs(
         {"type": "http", "scheme": "bearer", "description": "Any of the service's API_TOKENS."},
     )
     apispec.spec.path(path="/metrics", operations=METRICS_PATH)
+    apispec.spec.components.response("MethodNotAllowed", METHOD_NOT_ALLOWED)
 
     async def complete(app: web.Application) -> None:
         # Runs after aiohttp-apispec wrote the document from the routes (on start-up).

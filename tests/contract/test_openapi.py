@@ -58,6 +58,12 @@ def operations(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def assert_documents_every_answer(spec: dict[str, Any], statuses: dict[str, set[str]]) -> None:
     validate(spec)  # openapi-spec-validator: raises on the first error
     assert spec["openapi"] == OPENAPI_VERSION
+    # Any method a path does not take: 405, with Allow.
+    not_allowed = spec["components"]["responses"]["MethodNotAllowed"]
+    assert "Allow" in not_allowed["headers"]
+    assert not_allowed["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
     found = operations(spec)
     assert set(found) == set(statuses), "documented operations"
     for label, operation in found.items():
