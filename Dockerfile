@@ -18,12 +18,11 @@ RUN groupadd --system --gid 10001 fluxo \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml
-# (or README.md, which pyproject names as the readme) changes, not on every code edit.
-# No code is copied yet, so this installs the pinned dependencies alone.
-COPY pyproject.toml README.md ./
-RUN pip install --no-cache-dir . \
-    && rm -rf build ./*.egg-info
+# Dependencies first, in their own layer, from the lock alone: exact versions, every file
+# checked against its hash. The layer is rebuilt only when requirements.lock changes, not on
+# a code or README edit. The code is not installed as a package: it runs from /app.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 # The code runs from /app (python -m from the working directory); the API applies the
 # schema files in sql/, which it finds beside services/.

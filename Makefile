@@ -2,25 +2,57 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs psql read-topic test test-tools lint bench clean
+.PHONY: help install lock up down logs psql read-topic test test-fast test-tools lint bench clean
 
-VENV := .venv
+# PYTHON: the interpreter of the virtualenv (a command, a path, or a version such as 3.13);
+# empty picks one (scripts/python.sh). VENV: where it lives; one per interpreter, e.g.
+#   make test-fast PYTHON=3.13 VENV=.venv-3.13
+PYTHON ?=
+VENV ?= .venv
+export VENV
 PYTEST_ARGS ?= -v
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help:  ## this list
-	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  Variables: PYTHON=3.11|3.12|3.13|/path/to/python, VENV=.venv (see README.md)."
 
-install: $(VENV)/.installed  ## create .venv and install the project with its dev tools
+# With PYTHON given, an existing $(VENV) must hold that Python's version.
+PY_VERSION = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
+CHECK_VENV = python=$$(scripts/python.sh $(PYTHON)) || exit 1; \
+	version=$$("$$python" $(PY_VERSION)); \
+	if [ -x $(VENV)/bin/python ] && [ -n "$(PYTHON)" ] && [ "$$($(VENV)/bin/python $(PY_VERSION))" != "$$version" ]; then \
+	  echo "$(VENV) holds Python $$($(VENV)/bin/python $(PY_VERSION)), not $$version: give each its own, e.g. VENV=.venv-$$version" >&2; \
+	  exit 1; \
+	fi
 
-# Re-installs only when pyproject.toml changed since the last install.
-$(VENV)/.installed: pyproject.toml
-	@# Debian's python3 lacks venv/ensurepip until python3-venv is installed.
-	@python3 -c 'import ensurepip' 2>/dev/null || \
-	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; }
-	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[dev]'
+install: $(VENV)/.installed  ## create the virtualenv (VENV, default .venv) and install the locked dependencies and the project
+	@$(CHECK_VENV)
+
+# Re-installs only when the lock (or pyproject.toml) changed since the last install.
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
+	@$(CHECK_VENV); \
+	  if [ ! -x $(VENV)/bin/python ]; then \
+	    "$$python" -c 'import ensurepip' 2>/dev/null || \
+	      { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python$$version-venv; }; \
+	    echo "creating $(VENV) with $$python (Python $$version)"; \
+	    "$$python" -m venv $(VENV); \
+	  fi
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
+
+# The locks pin every runtime (requirements.lock) and runtime + dev (requirements-dev.lock)
+# dependency, with hashes, for every platform and Python 3.11-3.13 (--universal). Versions
+# already locked are kept while pyproject.toml allows them, so the same pyproject.toml and
+# locks give the same files; LOCK_ARGS=--upgrade moves everything to the newest allowed.
+LOCK_ARGS ?=
+UV_COMPILE = $(VENV)/bin/uv pip compile pyproject.toml --quiet --universal --generate-hashes \
+	--python-version 3.11 --custom-compile-command 'make lock' $(LOCK_ARGS)
+
+lock: install  ## resolve pyproject.toml into requirements.lock and requirements-dev.lock
+	$(UV_COMPILE) -o requirements.lock
+	$(UV_COMPILE) --extra dev -o requirements-dev.lock
 
 .env:  ## local settings, copied from .env.example when missing
 	cp .env.example .env
@@ -64,6 +96,11 @@ test: install .env test-tools  ## start PostgreSQL and Kafka, run the whole test
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: install .env  ## the unit and integration tests, without the reliability suite
+	scripts/postgres.sh start
+	scripts/kafka.sh start
+	$(VENV)/bin/pytest $(PYTEST_ARGS) --ignore=tests/reliability
 
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .

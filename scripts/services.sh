@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 API_PORT=$(setting API_PORT 8000)
 SCHEDULER_PORT=$(setting SCHEDULER_PORT 8010)
-PYTHON="$ROOT/.venv/bin/python"
+PYTHON="$ROOT/${VENV:-.venv}/bin/python"
 
 port_of() { if [[ $1 == api ]]; then echo "$API_PORT"; else echo "$SCHEDULER_PORT"; fi; }
 

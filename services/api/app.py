@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 from aiohttp import web
 
+from ..common.docs import setup_docs
 from ..common.errors import Unavailable
-from ..common.http import bearer_auth, error_middleware, setup_docs
+from ..common.http import bearer_auth, error_middleware
 from ..common.kafka import ManagedProducer
 from ..common.metrics import ApiMetrics
 from ..common.protocol import answer_malformed_requests_in_json

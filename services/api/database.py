@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from ..common.config import RetryConfig
 from ..common.errors import Unavailable
@@ -35,7 +36,11 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
 )
 
 
-async def apply_migrations(conn: asyncpg.Connection, sql_dir: Path) -> list[str]:
+# What a pooled connection is to the type checker (asyncpg-stubs): a proxy of a Connection.
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+async def apply_migrations(conn: Connection, sql_dir: Path) -> list[str]:
     """Apply each ``sql/*.sql`` file once, in name order, under an advisory lock.
 
     The lock serialises API replicas starting at the same time; each file runs in its own
@@ -97,7 +102,7 @@ class Database:
         await self._opened.wait()
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection; PostgreSQL being down is answered as 503."""
         if self._pool is None:
             raise Unavailable("The database is not reachable yet.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -12,12 +13,13 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from aiohttp_apispec import docs, request_schema, response_schema
+from aiohttp_apispec import docs, response_schema
 from aiokafka.errors import KafkaError
 from marshmallow import ValidationError
 
 from ..common import jsoncodec, probes
 from ..common.contracts import (
+    ID_MAX,
     ManualProductSchema,
     TransformedProduct,
     TransformedProductSchema,
@@ -25,6 +27,7 @@ from ..common.contracts import (
     load_manual,
     load_transformed,
 )
+from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, json_body, query
 from ..common.errors import ApiError, Unavailable
 from ..common.http import invalid, json_response, read_json
 from ..common.tracing import TRACING, SpanKind, Trace, parse, trace_of
@@ -35,18 +38,6 @@ from .repository import Outcome, Source
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: probes.error(text)
-    for code, text in {
-        400: "Malformed JSON.",
-        401: "Missing or wrong bearer token.",
-        413: "Body too large.",
-        415: "Body is not JSON.",
-        422: "Invalid record; every bad field is named.",
-        503: "A dependency is down; nothing was written.",
-    }.items()
-}
 
 MANUAL_EXAMPLE = {
     "productId": "12369",
@@ -65,6 +56,9 @@ TRANSFORMED_EXAMPLE = {
     "availability": {"quantity": 50, "timestamp": "2024-06-12T12:00:00.000Z"},
     "category": "Categoria do Produto",
 }
+_TOPIC = re.compile(schemas.TOPIC_PATTERN)
+_INTEGER = re.compile(r"[+-]?[0-9]{1,6}")
+LIST_MAX = 1000
 STATUS = {Outcome.CREATED: 201, Outcome.UPDATED: 200, Outcome.UNCHANGED: 200}
 MANUAL_SEND_TIMEOUT = 10.0
 
@@ -75,9 +69,13 @@ MANUAL_SEND_TIMEOUT = 10.0
     summary="Register a product record on cadastro-produtos",
     description="Validates the record and produces it to the entry topic, keyed by productId, "
     "and answers once the broker acknowledged it. The scheduler takes it from there.",
-    responses=ERRORS,
+    requestBody=json_body(ManualProductSchema, MANUAL_EXAMPLE),
+    responses={
+        **BODY_ERRORS,
+        **UNAUTHORIZED,
+        503: error("Kafka did not acknowledge the record; it may or may not be on the topic."),
+    },
 )
-@request_schema(ManualProductSchema, example=MANUAL_EXAMPLE)
 @response_schema(schemas.ManualAcceptedSchema, 202, description="The record is on the topic.")
 async def produce_manual(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
@@ -180,9 +178,15 @@ async def persist(
     description="Upserts the record into products and enqueues it for produtos-persistidos in "
     "the same transaction. 201 when the product is new; 200 when it was updated, or when "
     "the record is a duplicate or older than what is stored (nothing changes).",
-    responses=ERRORS,
+    requestBody=json_body(TransformedProductSchema, TRANSFORMED_EXAMPLE),
+    responses={
+        **BODY_ERRORS,
+        **UNAUTHORIZED,
+        **UNAVAILABLE,
+        200: {"schema": schemas.PersistedSchema, "description": "Updated, or unchanged."},
+        422: error("The record is invalid, or the database refused it; fields are named."),
+    },
 )
-@request_schema(TransformedProductSchema, example=TRANSFORMED_EXAMPLE)
 @response_schema(schemas.PersistedSchema, 201, description="Created.")
 async def persist_one(request: web.Request) -> web.Response:
     try:
@@ -217,9 +221,14 @@ async def persist_one(request: web.Request) -> web.Response:
     description="Each item is validated alone: an invalid item is answered 'rejected' with "
     "its fields, and the others are persisted. Items may carry the Kafka record they came "
     "from (source), which decides which of two records for one product is newer.",
-    responses=ERRORS,
+    requestBody=json_body(schemas.BatchRequestSchema),
+    responses={
+        **BODY_ERRORS,
+        **UNAUTHORIZED,
+        **UNAVAILABLE,
+        422: error('The body is not {"items": [...]} with 1 to 5000 items.'),
+    },
 )
-@request_schema(schemas.BatchRequestSchema)
 @response_schema(schemas.BatchResponseSchema, 200, description="One result per item, in order.")
 async def persist_batch(request: web.Request) -> web.Response:
     body = await read_json(request)
@@ -338,11 +347,14 @@ def load_source(data: Any) -> Source:
         raise ValidationError({"_schema": ["Expected a JSON object."]})
     topic, partition, offset = data.get("topic"), data.get("partition"), data.get("offset")
     errors: dict[str, list[str]] = {}
-    if not isinstance(topic, str) or not topic:
-        errors["topic"] = ["Must be a non-empty string."]
-    for name, value in (("partition", partition), ("offset", offset)):
-        if type(value) is not int or value < 0:
-            errors[name] = ["Must be an integer of at least 0."]
+    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
+        errors["topic"] = ["Must be a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -."]
+    for name, value, maximum in (
+        ("partition", partition, schemas.PARTITION_MAX),
+        ("offset", offset, schemas.OFFSET_MAX),
+    ):
+        if type(value) is not int or not 0 <= value <= maximum:
+            errors[name] = [f"Must be an integer from 0 to {maximum}."]
     if errors:
         raise ValidationError(errors)
     return Source(topic, partition, offset)  # type: ignore[arg-type]
@@ -358,16 +370,25 @@ def _id_of(item: Any) -> str | None:
 @docs(
     tags=["produtos"],
     summary="Read a persisted product",
-    responses={
-        404: probes.error("No such product."),
-        401: ERRORS[401],
-    },
+    parameters=[
+        {
+            "in": "path",
+            "name": "id",
+            "required": True,
+            "description": "The product id. One that no product can have answers 404 too.",
+            "schema": {"type": "string"},
+        }
+    ],
+    responses={404: error("No such product."), **UNAUTHORIZED, **UNAVAILABLE},
 )
 @response_schema(TransformedProductSchema, 200, description="The persisted record.")
 async def get_product(request: web.Request) -> web.Response:
     product_id = request.match_info["id"]
-    async with request.app[DATABASE].connection() as conn:
-        document = await repository.product_document(conn, product_id)
+    document = None
+    # PostgreSQL refuses NUL in text: such an id, like an over-long one, is nobody's.
+    if "\x00" not in product_id and len(product_id) <= ID_MAX:
+        async with request.app[DATABASE].connection() as conn:
+            document = await repository.product_document(conn, product_id)
     if document is None:
         raise ApiError(404, f"No product with id {product_id!r}.")
     return web.Response(text=document, content_type="application/json")
@@ -378,27 +399,35 @@ async def get_product(request: web.Request) -> web.Response:
     tags=["produtos"],
     summary="List persisted products in id order",
     parameters=[
-        {
-            "in": "query",
-            "name": "after",
-            "type": "string",
-            "description": "Last id of the previous page.",
-        },
-        {"in": "query", "name": "limit", "type": "integer", "default": 100, "maximum": 1000},
+        query(
+            "after",
+            {"type": "string", "maxLength": ID_MAX, "pattern": "^[^\\u0000]*$"},
+            "The last id of the previous page (its 'next'); the first page without it.",
+        ),
+        query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": 100},
+            "Most products on the page.",
+        ),
     ],
-    responses={401: ERRORS[401], 422: ERRORS[422]},
+    responses={
+        **UNAUTHORIZED,
+        **UNAVAILABLE,
+        422: error("'after' or 'limit' is invalid; named under 'fields'."),
+    },
 )
 @response_schema(schemas.ProductPageSchema, 200, description="A page of products.")
 async def list_products(request: web.Request) -> web.Response:
     after = request.query.get("after", "")
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 1000:
-        raise ApiError(
-            422, "Invalid query.", fields={"limit": ["Must be an integer from 1 to 1000."]}
-        )
+    problems: dict[str, list[str]] = {}
+    if len(after) > ID_MAX or "\x00" in after:
+        problems["after"] = [f"Must be at most {ID_MAX} characters, without NUL."]
+    raw_limit = request.query.get("limit", "100")
+    limit = int(raw_limit) if _INTEGER.fullmatch(raw_limit) else 0
+    if not 1 <= limit <= LIST_MAX:
+        problems["limit"] = [f"Must be an integer from 1 to {LIST_MAX}."]
+    if problems:
+        raise ApiError(422, "Invalid query.", fields=problems)
     async with request.app[DATABASE].connection() as conn:
         page = await repository.product_documents_page(conn, after, limit)
     items = ",".join(document for _, document in page)

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from ..common.contracts import TransformedProduct
+from .database import Connection
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _latest_per_id(
 
 
 async def upsert_products(
-    conn: asyncpg.Connection,
+    conn: Connection,
     items: Sequence[tuple[TransformedProduct, Source | None]],
     topic: str,
     traceparents: Mapping[str, str] | None = None,
@@ -135,20 +136,18 @@ async def upsert_products(
     traces = [(traceparents or {}).get(product_id) for product_id in latest]
     written = await conn.fetch(UPSERT_PRODUCTS, *columns, topic, traces)
     outcomes = dict.fromkeys(latest, Outcome.UNCHANGED)
-    for row in written:
-        outcomes[row["id"]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
+    for record in written:
+        outcomes[record["id"]] = Outcome.CREATED if record["inserted"] else Outcome.UPDATED
     return outcomes
 
 
-async def product_document(conn: asyncpg.Connection, product_id: str) -> str | None:
+async def product_document(conn: Connection, product_id: str) -> str | None:
     """The persisted record of a product as JSON text, or None."""
     document: str | None = await conn.fetchval(SELECT_DOCUMENT, product_id)
     return document
 
 
-async def product_documents_page(
-    conn: asyncpg.Connection, after: str, limit: int
-) -> list[tuple[str, str]]:
+async def product_documents_page(conn: Connection, after: str, limit: int) -> list[tuple[str, str]]:
     """A page of persisted records in id order, after the given id: (id, JSON text)."""
     rows = await conn.fetch(SELECT_DOCUMENTS_PAGE, after, limit)
     return [(row["id"], row["document"]) for row in rows]
@@ -164,12 +163,12 @@ FROM outbox ORDER BY id LIMIT $1
 DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 
-async def outbox_batch(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+async def outbox_batch(conn: Connection, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(SELECT_OUTBOX_BATCH, limit)
     return rows
 
 
-async def delete_outbox(conn: asyncpg.Connection, ids: Sequence[int]) -> None:
+async def delete_outbox(conn: Connection, ids: Sequence[int]) -> None:
     await conn.execute(DELETE_OUTBOX, list(ids))
 
 
@@ -180,7 +179,8 @@ FROM outbox
 """
 
 
-async def outbox_backlog(conn: asyncpg.Connection) -> tuple[int, float]:
+async def outbox_backlog(conn: Connection) -> tuple[int, float]:
     """Rows still to publish, and the age of the oldest one in seconds (0 when none)."""
     row = await conn.fetchrow(OUTBOX_BACKLOG)
+    assert row is not None  # an aggregate without GROUP BY always returns one row
     return row["backlog"], row["oldest_age"]

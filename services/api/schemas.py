@@ -1,7 +1,7 @@
 """Request and response schemas of the API's endpoints, beyond the record contracts.
 
 They document the endpoints in Swagger; the handlers validate the batch envelope itself,
-item by item.
+item by item, with the limits written here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from ..common.contracts import ManualProductSchema, TransformedProductSchema
 from ..common.probes import ErrorBodySchema
 
 MAX_BATCH = 5000
+# Kafka's legal topic names; partition and offset as PostgreSQL stores them (integer, bigint).
+TOPIC_PATTERN = "[a-zA-Z0-9._-]{1,249}"
+PARTITION_MAX = 2**31 - 1
+OFFSET_MAX = 2**63 - 1
 
 
 class ManualAcceptedSchema(Schema):
@@ -33,14 +37,23 @@ class SourceSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    topic = fields.String(required=True, metadata={"example": "cadastro-produtos"})
-    partition = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
-    offset = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    topic = fields.String(
+        required=True,
+        metadata={"example": "cadastro-produtos", "pattern": f"^{TOPIC_PATTERN}$"},
+    )
+    partition = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=0, max=PARTITION_MAX)
+    )
+    offset = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=0, max=OFFSET_MAX)
+    )
 
 
 class BatchItemSchema(Schema):
     product = fields.Nested(TransformedProductSchema, required=True)
-    source = fields.Nested(SourceSchema, metadata={"description": "The Kafka record it came from."})
+    source = fields.Nested(
+        SourceSchema, allow_none=True, metadata={"description": "The Kafka record it came from."}
+    )
     traceparent = fields.String(
         metadata={
             "description": "W3C trace context of the record, kept with its event on "
@@ -51,8 +64,18 @@ class BatchItemSchema(Schema):
 
 
 class BatchRequestSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # as the handler does: other keys are ignored
+
     items = fields.List(
-        fields.Nested(BatchItemSchema),
+        # Any value: each item is validated alone, and answered 'rejected' when invalid.
+        fields.Raw(
+            metadata={
+                "description": "A BatchItem: {'product': TransformedProduct, 'source': Source "
+                "or null (optional)}. An item that is not one is answered 'rejected' with its "
+                "fields in the results; the others persist."
+            }
+        ),
         required=True,
         validate=validate.Length(min=1, max=MAX_BATCH),
     )
@@ -60,7 +83,10 @@ class BatchRequestSchema(Schema):
 
 class BatchResultSchema(Schema):
     index = fields.Integer(metadata={"example": 0})
-    id = fields.String(metadata={"example": "12369"})
+    id = fields.String(
+        allow_none=True,
+        metadata={"example": "12369", "description": "null when the item has no text id."},
+    )
     status = fields.String(
         validate=validate.OneOf(["created", "updated", "unchanged", "rejected"]),
         metadata={"example": "created"},

@@ -36,13 +36,29 @@ class ConfigError(ValueError):
     """A setting is missing or malformed."""
 
 
+class SettingsCatalog(dict[str, str]):
+    """An environment that notes each setting read and its default (``--help``)."""
+
+    REQUIRED = "(required)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.defaults: dict[str, str] = {}
+
+
 class Env:
     """Typed reads of an environment mapping, naming the variable on error."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
 
+    def _note(self, name: str, default: object) -> None:
+        if isinstance(self._environ, SettingsCatalog):
+            shown = SettingsCatalog.REQUIRED if default is None else str(default)
+            self._environ.defaults.setdefault(name, shown)
+
     def text(self, name: str, default: str | None = None) -> str:
+        self._note(name, default)
         value = self._environ.get(name, default)
         if value is None or value == "":
             if default is not None:
@@ -51,6 +67,7 @@ class Env:
         return value
 
     def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        self._note(name, default)
         raw = self._environ.get(name) or str(default)
         try:
             value = int(raw)
@@ -72,6 +89,7 @@ class Env:
         return self.integer(name, default, minimum=1, maximum=65535)
 
     def number(self, name: str, default: float, minimum: float = 0.0) -> float:
+        self._note(name, default)
         raw = self._environ.get(name) or str(default)
         try:
             value = float(raw)

@@ -6,7 +6,8 @@ The schemas know nothing of HTTP or Kafka; both services validate with them.
 from __future__ import annotations
 
 import decimal
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -17,7 +18,58 @@ DESCRIPTION_MAX = 4096
 # NUMERIC(14, 2): twelve integer digits and cents, so prices stay below 10**12. Fourteen
 # significant digits also survive a round trip through a JSON number (a double holds 15).
 PRICE_LIMIT = 10**12
+PRICE_MAX = decimal.Decimal("999999999999.99")
 QUANTITY_MAX = 2**31 - 1
+
+# Each pattern below is written once and serves both as the check and, anchored with ^ and $,
+# as the documented JSON Schema pattern (ECMA 262), so what is documented is what is enforced.
+# Python's re reads the same text; checks use fullmatch, so "BRL\n" is no currency.
+
+# ECMA 262's white space and line terminators (its \s), spelled out so both engines agree.
+WHITESPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+# Text: at least one character that is not white space, and no NUL (PostgreSQL refuses it).
+TEXT_PATTERN = rf"[^\u0000]*[^\u0000{WHITESPACE}][^\u0000]*"
+CURRENCY_PATTERN = "[A-Z]{3}"
+# RFC 3339 with a Z or an offset, to the millisecond at most: what is stored reads back as is.
+TIMESTAMP_PATTERN = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# How far ahead of this server's clock a timestamp may be (clock skew between machines); a
+# timestamp further ahead would make every later record of its product look older.
+FUTURE_MARGIN = timedelta(days=1)
+TIMESTAMP_RANGE = (
+    "From 1970-01-01T00:00:00Z to one day after the server's current time, with a Z or an "
+    "offset and at most millisecond precision."
+)
+
+_BLANK = re.compile(f"[{WHITESPACE}]*")
+_CURRENCY = re.compile(CURRENCY_PATTERN)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+
+
+def documented(pattern: str) -> str:
+    """The pattern as the specs write it: anchored at both ends."""
+    return f"^{pattern}$"
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An instant in the documented form and range (``TIMESTAMP_RANGE``).
+
+    Raises ``ValueError`` saying what is wrong. One parser for every timestamp a client sends.
+    """
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise ValueError(
+            "Not an ISO 8601 timestamp such as 2024-06-12T12:00:00.000Z (a Z or an offset, "
+            "at most milliseconds)."
+        )
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"Not a valid date and time: {value}.") from None
+    if not EARLIEST <= moment <= datetime.now(UTC) + FUTURE_MARGIN:
+        raise ValueError(f"Out of range. {TIMESTAMP_RANGE}")
+    return moment
 
 
 class ManualProduct(TypedDict):
@@ -61,7 +113,12 @@ class Text(fields.String):
     """
 
     def __init__(self, max_length: int, **kwargs: Any) -> None:
-        metadata = {"minLength": 1, "maxLength": max_length, **kwargs.pop("metadata", {})}
+        metadata = {
+            "minLength": 1,
+            "maxLength": max_length,
+            "pattern": documented(TEXT_PATTERN),
+            **kwargs.pop("metadata", {}),
+        }
         super().__init__(required=True, metadata=metadata, **kwargs)
         self.max_length = max_length
 
@@ -71,24 +128,54 @@ class Text(fields.String):
             raise ValidationError(f"Length must be between 1 and {self.max_length}.")
         if "\x00" in text:
             raise ValidationError("Must not contain the NUL character.")
+        if _BLANK.fullmatch(text):
+            raise ValidationError("Must not be blank.")
         return text
 
 
 class UtcDateTime(fields.DateTime):
-    """An ISO 8601 instant with a UTC offset or ``Z``, parsed by ``datetime.fromisoformat``."""
+    """An instant in the documented form and range, read by ``parse_timestamp``."""
 
-    default_error_messages = {"invalid": "Not a valid aware datetime."}  # noqa: RUF012 (marshmallow API)
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = kwargs.pop("metadata", {})
+        description = metadata.pop("description", "")
+        metadata = {
+            "pattern": documented(TIMESTAMP_PATTERN),
+            "description": f"{description} {TIMESTAMP_RANGE}".strip(),
+            **metadata,
+        }
+        super().__init__(metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
         try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise self.make_error("invalid") from None
-        if moment.tzinfo is None:
+            return parse_timestamp(value)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+
+class Money(fields.Decimal):
+    """A JSON number (never text or a boolean) from 0 to ``PRICE_MAX``, in cents at most."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Documented as JSON numbers; the check compares exact decimals.
+        metadata = {
+            "minimum": 0,
+            "maximum": float(PRICE_MAX),
+            "multipleOf": 0.01,
+            **kwargs.pop("metadata", {}),
+        }
+        super().__init__(
+            required=True,
+            allow_nan=False,
+            validate=[validate.Range(min=0, max=PRICE_MAX), _cents],
+            metadata=metadata,
+            **kwargs,
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
-        return moment
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _text(max_length: int, **kwargs: Any) -> Text:
@@ -101,23 +188,18 @@ def _cents(value: decimal.Decimal) -> None:
         raise ValidationError("Must have at most 2 decimal places.")
 
 
-def _money(**kwargs: Any) -> fields.Decimal:
-    return fields.Decimal(
-        required=True,
-        allow_nan=False,
-        validate=[validate.Range(min=0, max=PRICE_LIMIT, max_inclusive=False), _cents],
-        **kwargs,
-    )
+def _money(**kwargs: Any) -> Money:
+    return Money(**kwargs)
+
+
+def _is_currency(value: str) -> None:
+    if not _CURRENCY.fullmatch(value):
+        raise ValidationError("Must be three upper-case letters (ISO 4217).")
 
 
 def _currency(**kwargs: Any) -> fields.String:
-    return fields.String(
-        required=True,
-        validate=validate.Regexp(
-            r"^[A-Z]{3}\Z", error="Must be three upper-case letters (ISO 4217)."
-        ),
-        **kwargs,
-    )
+    metadata = {"pattern": documented(CURRENCY_PATTERN), **kwargs.pop("metadata", {})}
+    return fields.String(required=True, validate=_is_currency, metadata=metadata, **kwargs)
 
 
 def _quantity(**kwargs: Any) -> fields.Integer:

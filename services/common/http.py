@@ -1,4 +1,4 @@
-"""HTTP plumbing both services use: JSON errors, bearer auth, JSON bodies, docs, routes."""
+"""HTTP plumbing both services use: JSON errors, bearer auth, JSON bodies, routes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from aiohttp_apispec import setup_aiohttp_apispec
 from marshmallow import ValidationError
 
 from . import jsoncodec
@@ -118,27 +117,6 @@ async def read_json(request: web.Request) -> Any:
         return jsoncodec.loads(body)
     except jsoncodec.JSONDecodeError as exc:
         raise ApiError(400, f"The body is not valid JSON: {exc}") from None
-
-
-def setup_docs(app: web.Application, title: str, description: str) -> None:
-    """Swagger UI at ``/docs`` and the spec at ``/docs/swagger.json``."""
-    setup_aiohttp_apispec(
-        app,
-        title=title,
-        version="1.0.0",
-        url="/docs/swagger.json",
-        swagger_path="/docs",
-        info={"description": description},
-        securityDefinitions={
-            "bearer": {
-                "type": "apiKey",
-                "in": "header",
-                "name": "Authorization",
-                "description": "Bearer token: 'Bearer <API_TOKEN>'.",
-            }
-        },
-        security=[{"bearer": []}],
-    )
 
 
 def route_template(request: web.Request) -> str:

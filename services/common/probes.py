@@ -30,14 +30,6 @@ class ProbeSchema(Schema):
     checks = fields.Dict(keys=fields.String(), values=fields.Boolean())
 
 
-def error(description: str) -> dict[str, Any]:
-    """A documented error answer."""
-    return {"schema": ErrorSchema, "description": description}
-
-
-UNAUTHORIZED = {401: error("Missing or wrong bearer token.")}
-
-
 @docs(tags=["probes"], summary="Liveness: the process answers", security=[])
 @response_schema(ProbeSchema, 200)
 async def health(request: web.Request) -> web.Response:

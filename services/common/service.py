@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from aiohttp import web
 from dotenv import load_dotenv
 
+from .config import ConfigError, SettingsCatalog
 from .logs import configure_logging
 from .tracing import Tracing
 
@@ -22,13 +24,53 @@ class ServiceConfig(Protocol):
 C = TypeVar("C", bound=ServiceConfig)
 
 
+def settings_help(load_config: Callable[[Mapping[str, str]], object]) -> str:
+    """Each setting the configuration reads, with its default.
+
+    The configuration is loaded from an environment that notes every read; a setting it
+    cannot do without (its error message starts with the variable's name) is given a stand-in
+    value, and the load tried again, so that the settings read after it are listed too.
+    """
+    catalog = SettingsCatalog()
+    while True:
+        try:
+            load_config(catalog)
+            break
+        except ConfigError as error:
+            name = str(error).split(" ", 1)[0]
+            if name in catalog or not name.isupper():
+                raise
+            catalog[name] = "stand-in"
+    catalog.defaults.setdefault("LOG_LEVEL", "INFO")  # read by run() itself
+    width = max(len(variable) for variable in catalog.defaults)
+    return "\n".join(
+        f"  {variable:<{width}}  {default or '(empty)'}"
+        for variable, default in catalog.defaults.items()
+    )
+
+
+def parse_arguments(name: str, description: str, help_text: str, argv: Sequence[str]) -> None:
+    """``--help`` prints the settings and exits; the service takes no other argument."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {name}",
+        description=f"{description} Runs in the foreground, logging to stdout, until SIGTERM.",
+        epilog="Settings, read from the environment, then from .env in the working directory "
+        f"(variable and default; see .env.example for what each means):\n{help_text}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+
+
 def run(
     name: str,
     load_config: Callable[[Mapping[str, str]], C],
     create_app: Callable[[C, Tracing], web.Application],
     shutdown_timeout: float,
+    description: str,
+    argv: Sequence[str] | None = None,
 ) -> None:
     """Load ``.env`` (the environment wins), configure logging, serve until SIGTERM."""
+    parse_arguments(name, description, settings_help(load_config), argv or [])
     load_dotenv()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"))
     config = load_config(os.environ)

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from ..common.http import bearer_auth, error_middleware, setup_docs
+from ..common.docs import setup_docs
+from ..common.http import bearer_auth, error_middleware
 from ..common.kafka import ManagedProducer
 from ..common.metrics import SchedulerMetrics
 from ..common.protocol import answer_malformed_requests_in_json
@@ -19,7 +20,7 @@ from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
 from .flow import Flow
-from .handlers import routes
+from .handlers import replay_spec, routes
 from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW, METRICS
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,12 @@ def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.A
     app.cleanup_ctx.extend([tracing_ctx, api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx])
     app.router.add_routes(routes)
     app.router.add_get("/metrics", metrics.handler(), allow_head=False)
-    setup_docs(app, "fluxo-dados scheduler", DESCRIPTION)
+    setup_docs(
+        app,
+        "fluxo-dados scheduler",
+        DESCRIPTION,
+        refine=lambda spec: replay_spec(spec, config.kafka.partitions),
+    )
     return app
 
 

@@ -8,20 +8,34 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp_apispec import docs, request_schema, response_schema
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
+from aiohttp_apispec import docs, response_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from ..common import probes
-from ..common.contracts import ManualProductSchema, TransformedProductSchema, load_manual
+from ..common.contracts import (
+    TIMESTAMP_PATTERN,
+    TIMESTAMP_RANGE,
+    ManualProductSchema,
+    TransformedProductSchema,
+    UtcDateTime,
+    documented,
+    field_errors,
+    load_manual,
+    parse_timestamp,
+)
+from ..common.docs import BODY_ERRORS, UNAUTHORIZED, error, json_body, query
 from ..common.errors import ApiError
 from ..common.http import invalid, json_response, read_json
 from ..common.transform import transform
 from .consumer import Replay
-from .keys import API, CONSUMER, DEAD_LETTERS, FLOW
+from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW
 
 STATUS_PAGE = Path(__file__).with_name("static") / "status.html"
 
 routes = web.RouteTableDef()
+
+# Kafka offsets are signed 64-bit integers.
+OFFSET_MAX = 2**63 - 1
 
 
 class PartitionStatusSchema(Schema):
@@ -44,22 +58,37 @@ class ReplaySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    timestamp = fields.AwareDateTime(
+    timestamp = UtcDateTime(
         metadata={
             "description": "Replay records from this instant.",
             "example": "2024-06-12T12:00:00Z",
         }
     )
+    # The documented keys are the topic's partition numbers (see replay_spec).
     offsets = fields.Dict(
-        keys=fields.Integer(strict=False),
-        values=fields.Integer(strict=True, validate=lambda v: v >= 0),
-        metadata={"description": "Partition number to offset.", "example": {"0": 0}},
+        keys=fields.String(),
+        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=OFFSET_MAX)),
+        metadata={
+            "description": "Partition number to the offset to replay from.",
+            "example": {"0": 0},
+        },
     )
 
     @validates_schema
     def one_of(self, data: dict[str, Any], **_: Any) -> None:
         if ("timestamp" in data) == ("offsets" in data):
             raise ValidationError("Give either 'timestamp' or 'offsets'.", "_schema")
+
+
+def replay_spec(spec: dict[str, Any], partitions: int) -> None:
+    """Document what the replay body's schema cannot say by itself: exactly one of its two
+    fields, and the topic's partition numbers as the keys of 'offsets'."""
+    replay = spec["components"]["schemas"]["Replay"]
+    replay["oneOf"] = [{"required": ["timestamp"]}, {"required": ["offsets"]}]
+    offsets = replay["properties"]["offsets"]
+    value = offsets.pop("additionalProperties")
+    offsets["properties"] = {str(partition): value for partition in range(partitions)}
+    offsets["additionalProperties"] = False
 
 
 class ReplayResultSchema(Schema):
@@ -122,7 +151,7 @@ async def ready(request: web.Request) -> web.Response:
 @docs(
     tags=["consumer"],
     summary="Assigned partitions, committed offsets, lag and counters",
-    responses=probes.UNAUTHORIZED,
+    responses=UNAUTHORIZED,
 )
 @response_schema(StatusSchema, 200)
 async def status(request: web.Request) -> web.Response:
@@ -135,7 +164,7 @@ async def status(request: web.Request) -> web.Response:
     summary="The flow over the last five minutes, the last dead letters, the API's outbox",
     description="What the status page at / shows beside /status. The API's numbers are "
     "read from its /metrics by the scheduler, so the page calls one origin only.",
-    responses=probes.UNAUTHORIZED,
+    responses=UNAUTHORIZED,
 )
 @response_schema(FlowSchema, 200)
 async def flow(request: web.Request) -> web.Response:
@@ -146,7 +175,7 @@ async def flow(request: web.Request) -> web.Response:
 @docs(
     tags=["consumer"],
     summary="Pause consumption (the batch in flight finishes)",
-    responses=probes.UNAUTHORIZED,
+    responses=UNAUTHORIZED,
 )
 @response_schema(StatusSchema, 200)
 async def pause(request: web.Request) -> web.Response:
@@ -155,7 +184,7 @@ async def pause(request: web.Request) -> web.Response:
 
 
 @routes.post("/consumer/resume")
-@docs(tags=["consumer"], summary="Resume consumption", responses=probes.UNAUTHORIZED)
+@docs(tags=["consumer"], summary="Resume consumption", responses=UNAUTHORIZED)
 @response_schema(StatusSchema, 200)
 async def resume(request: web.Request) -> web.Response:
     request.app[CONSUMER].resume()
@@ -168,15 +197,30 @@ async def resume(request: web.Request) -> web.Response:
     summary="Replay this instance's partitions from an instant or from offsets",
     description="Moves the consumer and commits the new positions at once. Records are "
     "persisted again idempotently: a replayed record never regresses a newer row.",
-    responses={**probes.UNAUTHORIZED, 422: probes.error("Invalid request.")},
+    requestBody=json_body(ReplaySchema, {"offsets": {"0": 0}}),
+    responses={
+        **BODY_ERRORS,
+        **UNAUTHORIZED,
+        503: error("The consumer has not joined its group yet; nothing was moved."),
+    },
 )
-@request_schema(ReplaySchema)
 @response_schema(ReplayResultSchema, 200)
 async def replay(request: web.Request) -> web.Response:
     try:
         data = REPLAY.load(await read_json(request))
-    except ValidationError as error:
-        raise invalid(error) from None
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    offsets: dict[str, int] | None = data.get("offsets")
+    if offsets is not None:
+        partitions = {str(p) for p in range(request.app[CONFIG].kafka.partitions)}
+        unknown = sorted(key for key in offsets if key not in partitions)
+        if unknown:
+            raise ApiError(
+                422,
+                "The request is invalid.",
+                fields={"offsets": {key: ["Not a partition of the topic."] for key in unknown}},
+            )
+        data["offsets"] = {int(key): offset for key, offset in offsets.items()}
     consumer = request.app[CONSUMER]
     if not consumer.consuming:
         raise ApiError(503, "The consumer has not joined its group yet.")
@@ -189,28 +233,31 @@ async def replay(request: web.Request) -> web.Response:
     tags=["produtos"],
     summary="Dry run: the transformed record of an input record",
     description="Validates and transforms without producing or persisting anything. The "
-    "availability timestamp is taken from the 'timestamp' query parameter (ISO 8601), "
-    "standing for the Kafka record's timestamp; now when absent.",
-    parameters=[{"in": "query", "name": "timestamp", "type": "string", "format": "date-time"}],
-    responses={**probes.UNAUTHORIZED, 422: probes.error("Invalid record.")},
+    "availability timestamp is taken from the 'timestamp' query parameter, standing for the "
+    "Kafka record's timestamp; now when absent.",
+    parameters=[
+        query(
+            "timestamp",
+            {"type": "string", "format": "date-time", "pattern": documented(TIMESTAMP_PATTERN)},
+            f"The source record's timestamp. {TIMESTAMP_RANGE}",
+        )
+    ],
+    requestBody=json_body(ManualProductSchema),
+    responses={**BODY_ERRORS, **UNAUTHORIZED},
 )
-@request_schema(ManualProductSchema)
 @response_schema(TransformedProductSchema, 200)
 async def dry_run(request: web.Request) -> web.Response:
-    try:
-        product = load_manual(await read_json(request))
-    except ValidationError as error:
-        raise invalid(error) from None
+    problems: dict[str, Any] = {}
     moment = datetime.now(UTC)
     if "timestamp" in request.query:
         try:
-            moment = datetime.fromisoformat(request.query["timestamp"].replace("Z", "+00:00"))
-        except ValueError:
-            moment = datetime.min
-        if moment.tzinfo is None:
-            raise ApiError(
-                422,
-                "Invalid query.",
-                fields={"timestamp": ["Not a valid aware ISO 8601 datetime."]},
-            )
+            moment = parse_timestamp(request.query["timestamp"])
+        except ValueError as exc:
+            problems["timestamp"] = [str(exc)]
+    try:
+        product = load_manual(await read_json(request))
+    except ValidationError as exc:
+        problems.update(field_errors(exc))
+    if problems:
+        raise ApiError(422, "The request is invalid.", fields=problems)
     return json_response(transform(product, int(moment.timestamp() * 1000)))

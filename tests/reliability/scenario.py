@@ -264,7 +264,7 @@ class Scenario:
         await self.eventually(outbox_empty, within=30, what="the outbox emptied")
         self._assert_clean_logs()
 
-        row = Row(
+        result = Row(
             scenario=self.name,
             sent=len(workload.messages) + len(direct or {}),
             poison=len(workload.poison),
@@ -276,8 +276,8 @@ class Scenario:
             dead_lettered=len(dead),
             seconds=time.monotonic() - self.started,
         )
-        self.results.rows.append(row)
-        return row
+        self.results.rows.append(result)
+        return result
 
     async def _read_persistidos(self, expected: dict[str, Expected], within: float) -> list[Any]:
         async with TopicReader(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,7 +12,15 @@ import pytest
 from marshmallow import ValidationError
 
 from services.common import jsoncodec
-from services.common.contracts import field_errors, load_manual, load_transformed
+from services.common.contracts import (
+    CURRENCY_PATTERN,
+    TEXT_PATTERN,
+    TIMESTAMP_PATTERN,
+    documented,
+    field_errors,
+    load_manual,
+    load_transformed,
+)
 
 from ..helpers import manual_record
 
@@ -105,8 +114,15 @@ def test_a_json_number_price_becomes_the_decimal_it_spells(literal: str, expecte
     assert price == expected  # the digits written, not the binary double's expansion
 
 
-def test_a_price_given_as_text_with_trailing_zeros_is_accepted() -> None:
-    assert load_manual(manual_record("12369", price="100.500"))["price"] == Decimal("100.5")
+@pytest.mark.parametrize("price", ["100", "100.500", "1e2"])
+def test_a_price_given_as_text_is_named(price: str) -> None:
+    assert set(errors(load_manual, manual_record("12369", price=price))) == {"price"}
+
+
+def test_the_documented_largest_price_is_accepted() -> None:
+    price = load_manual(with_price_literal("999999999999.99"))["price"]
+
+    assert price == Decimal("999999999999.99")
 
 
 @pytest.mark.parametrize(
@@ -162,7 +178,9 @@ def test_a_currency_of_three_upper_case_letters_is_accepted(currency: str) -> No
     assert load_manual(manual_record("12369", currency=currency))["currency"] == currency
 
 
-@pytest.mark.parametrize("currency", ["brl", "Brl", "BR", "BRLL", "R$", "", "BRL\n", " BRL", 986])
+@pytest.mark.parametrize(
+    "currency", ["brl", "Brl", "BR", "BRLL", "R$", "", "BRL\n", "\nBRL", " BRL", "BRL ", 986]
+)
 def test_a_currency_that_is_not_three_upper_case_letters_is_named(currency: Any) -> None:
     assert set(errors(load_manual, manual_record("12369", currency=currency))) == {"currency"}
 
@@ -268,8 +286,24 @@ def test_a_timestamp_with_an_offset_is_kept_as_an_aware_datetime(
     assert moment == datetime(2024, 6, 12, 12, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("timestamp", ["2024-06-12T12:00:00", "2024-06-12T12:00:00.000", "ontem"])
-def test_a_naive_or_malformed_timestamp_is_named_under_availability(timestamp: str) -> None:
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "2024-06-12T12:00:00",
+        "2024-06-12T12:00:00.000",
+        "ontem",
+        "2024-06-12T12:00:00.000001Z",  # finer than the milliseconds that are stored
+        "2024-06-12 12:00:00Z",
+        "2024-02-30T12:00:00Z",
+        "2024-06-12T12:00:00Z\n",
+        "0001-01-01T00:00:00.000Z",
+        "1969-12-31T23:59:59.999Z",
+        "9999-12-31T23:59:59.999Z",
+    ],
+)
+def test_a_naive_malformed_or_out_of_range_timestamp_is_named_under_availability(
+    timestamp: str,
+) -> None:
     availability = {"quantity": 50, "timestamp": timestamp}
 
     messages = errors(load_transformed, transformed_record(availability=availability))
@@ -318,3 +352,35 @@ def test_a_transformed_json_list_is_refused_as_not_an_object() -> None:
     assert errors(load_transformed, [transformed_record()]) == {
         "_schema": ["Expected a JSON object."]
     }
+
+
+@pytest.mark.parametrize("field", ["productId", "productName", "productDescription", "category"])
+@pytest.mark.parametrize("blank", [" ", "   ", "\t\n", "\u00a0", "\u3000", "\ufeff"])
+def test_blank_text_is_named(field: str, blank: str) -> None:
+    assert set(errors(load_manual, manual_record("12369", **{field: blank}))) == {field}
+
+
+def test_text_with_spaces_around_other_characters_is_kept_as_sent() -> None:
+    assert load_manual(manual_record(" 12369 "))["productId"] == " 12369 "
+
+
+def test_timestamps_from_the_epoch_to_a_day_ahead_are_accepted() -> None:
+    ahead = datetime.now(UTC) + timedelta(hours=23)
+    for text in ("1970-01-01T00:00:00Z", ahead.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"):
+        availability = {"quantity": 1, "timestamp": text}
+        load_transformed(transformed_record(availability=availability))
+
+
+def test_a_timestamp_more_than_a_day_ahead_is_named() -> None:
+    ahead = datetime.now(UTC) + timedelta(days=1, minutes=5)
+    availability = {"quantity": 1, "timestamp": ahead.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    messages = errors(load_transformed, transformed_record(availability=availability))
+
+    assert "Out of range" in messages["availability"]["timestamp"][0]
+
+
+def test_each_documented_pattern_is_the_check_itself() -> None:
+    for pattern in (TEXT_PATTERN, CURRENCY_PATTERN, TIMESTAMP_PATTERN):
+        assert documented(pattern) == f"^{pattern}$"
+        re.compile(documented(pattern))
