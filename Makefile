@@ -2,22 +2,21 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install up down logs psql read-topic test lint bench clean
+.PHONY: help prereqs install up down logs psql read-topic test lint bench clean
 
 VENV := .venv
 PYTEST_ARGS ?= -v
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help:  ## this list
-	@grep -hE '^[a-z.]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed  ## create .venv and install the project with its dev tools
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(VENV)/.installed: pyproject.toml
 	@# Debian's python3 lacks venv/ensurepip until python3-venv is installed.
-	@python3 -c 'import ensurepip' 2>/dev/null || \
-	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; }
+	@scripts/prereqs.sh venv
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $@
@@ -25,7 +24,10 @@ $(VENV)/.installed: pyproject.toml
 .env:  ## local settings, copied from .env.example when missing
 	cp .env.example .env
 
-up: install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
+prereqs:  ## install Java >= 17, PostgreSQL and python3-venv with apt when missing
+	@scripts/prereqs.sh
+
+up: prereqs install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	scripts/services.sh start
