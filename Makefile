@@ -2,7 +2,8 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install up down logs psql read-topic test lint bench clean
+.PHONY: help prereqs install up down logs psql read-topic test compose-up compose-down \
+  lint bench clean
 
 VENV := .venv
 PYTEST_ARGS ?= -v
@@ -52,6 +53,12 @@ test: install .env  ## start PostgreSQL and Kafka, run the whole test suite
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+compose-up:  ## docker compose up kafka, postgres, api, scheduler (building what no registry gives)
+	scripts/docker.sh compose-up
+
+compose-down:  ## docker compose down (data volumes kept), and stop a dockerd compose-up started
+	scripts/docker.sh compose-down
 
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .

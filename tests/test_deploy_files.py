@@ -45,9 +45,14 @@ def environment_of(name: str) -> dict[str, str]:
     return {str(key): str(value) for key, value in env.items()}
 
 
+def with_defaults(text: str) -> str:
+    """TEXT as compose reads it when no variable is set: ${VAR:-default} becomes default."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", text)
+
+
 def published_ports(name: str) -> list[str]:
     ports: Any = service(name).get("ports", [])
-    return [str(port) for port in ports]
+    return [with_defaults(str(port)) for port in ports]
 
 
 def local_runner_kafka_version() -> str:
@@ -120,10 +125,13 @@ def test_kafka_is_a_single_kraft_node_that_never_auto_creates_topics() -> None:
 
 def test_kafka_serves_containers_on_9092_and_the_host_on_9094() -> None:
     env = environment_of("kafka")
-    advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    advertised = with_defaults(env["KAFKA_ADVERTISED_LISTENERS"]).split(",")
     assert "PLAINTEXT://kafka:9092" in advertised
     assert "EXTERNAL://localhost:9094" in advertised
     assert "9094:9094" in published_ports("kafka")
+    # Moving the host port moves the advertised address with it.
+    assert "${KAFKA_HOST_PORT:-9094}:9094" in service("kafka")["ports"]
+    assert "EXTERNAL://localhost:${KAFKA_HOST_PORT:-9094}" in env["KAFKA_ADVERTISED_LISTENERS"]
 
 
 def test_webkafka_is_published_on_port_9030() -> None:

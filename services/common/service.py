@@ -31,5 +31,13 @@ def run(
     load_dotenv()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     config = load_config(os.environ)
-    logging.getLogger(name).info("starting %s on :%d (%r)", name, config.port, config)
-    web.run_app(create_app(config), port=config.port, print=None, shutdown_timeout=shutdown_timeout)
+    log = logging.getLogger(name)
+    log.info("starting %s on :%d (%r)", name, config.port, config)
+    app = create_app(config)
+
+    async def announce_shutdown(_: web.Application) -> None:
+        log.info("shutting down %s: in-flight work gets %g s", name, shutdown_timeout)
+
+    app.on_shutdown.insert(0, announce_shutdown)
+    web.run_app(app, port=config.port, print=None, shutdown_timeout=shutdown_timeout)
+    log.info("%s stopped", name)
