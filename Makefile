@@ -2,7 +2,7 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help prereqs install up down logs psql read-topic test compose-up compose-down \
+.PHONY: help prereqs install up down logs psql read-topic test test-system compose-up compose-down \
   lint bench clean
 
 VENV := .venv
@@ -53,6 +53,13 @@ test: install .env  ## start PostgreSQL and Kafka, run the whole test suite
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The system tests (tests/system): the compose stack under Docker, and `make up` on bare
+# Debian 12 and 13 containers. Docker comes from apt; a dockerd started here is stopped after.
+test-system: install .env  ## run the system tests: compose stack, fresh Debian 12 and 13 (slow)
+	@ours=$$([ -f .run/dockerd.pid ] || echo yes); scripts/docker.sh engine || exit; \
+	FLUXO_SYSTEM_TESTS=1 $(VENV)/bin/pytest tests/system $(PYTEST_ARGS); status=$$?; \
+	if [ -n "$$ours" ]; then scripts/docker.sh engine-stop; fi; exit $$status
 
 compose-up:  ## docker compose up kafka, postgres, api, scheduler (building what no registry gives)
 	scripts/docker.sh compose-up
