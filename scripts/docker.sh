@@ -26,14 +26,15 @@ CACHE="$ROOT/.cache/docker"
 COMPOSE_VERSION="v2.40.3"
 PLUGINS=/usr/local/lib/docker/cli-plugins
 MIRROR_PORT="${MIRROR_PORT:-3141}"
-# The Python versions whose wheels the mirror holds: the Dockerfile's and Debian 12's (3.11),
-# Debian 13's (3.13).
+# The Python versions whose wheels the mirror holds: the stand-in image's and Debian 12's
+# (3.11), and for the fresh-machine tests Debian 13's (3.13). compose-up needs only 3.11.
 MIRROR_PYTHONS="${MIRROR_PYTHONS:-3.11 3.13}"
 # The services `make compose-up` starts: all but webkafka, whose image (kafbat/kafka-ui) no
 # stand-in replaces.
 COMPOSE_SERVICES="${COMPOSE_SERVICES:-kafka postgres api scheduler}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
+# shellcheck disable=SC2032,SC2033  # sudo runs the docker program, not this function
 docker() {
   if [[ -n $SUDO ]]; then sudo docker "$@"; else command docker "$@"; fi
 }
@@ -105,9 +106,10 @@ python_for() {
   return 1
 }
 
-mirror_start() {
-  local pythons=() version address
-  for version in $MIRROR_PYTHONS; do pythons+=("$(python_for "$version")"); done
+mirror_start() {   # mirror_start [PYTHON_VERSION...]: default MIRROR_PYTHONS
+  local pythons=() versions=("$@") version address
+  ((${#versions[@]})) || read -ra versions <<<"$MIRROR_PYTHONS"
+  for version in "${versions[@]}"; do pythons+=("$(python_for "$version")"); done
   python3 "$ROOT/scripts/docker/mirror.py" build "$CACHE/mirror" "${pythons[@]}"
   alive mirror http.server && return 0
   address=$(bridge_address)
@@ -125,7 +127,7 @@ mirror_start() {
 }
 
 base() {
-  local suite=$1 image="fluxo-dados-debian:$1" tar="$CACHE/rootfs/$1.tar" dir
+  local suite=$1 image="fluxo-dados-debian:$1" tar="$CACHE/rootfs/$1.tar" dir start=$SECONDS
   docker image inspect "$image" >/dev/null 2>&1 && return 0
   if [[ ! -f $tar ]]; then
     command -v debootstrap >/dev/null || apt_install debootstrap
@@ -142,8 +144,11 @@ base() {
     mv "$tar.partial" "$tar"
   fi
   docker import "$tar" "$image" >/dev/null
-  echo "docker: imported $image"
+  echo "docker: imported $image in $((SECONDS - start)) s" \
+    "($(image_size "$image"))"
 }
+
+image_size() { docker image inspect "$1" --format '{{.Size}}' | awk '{printf "%d MB", $1 / 1e6}'; }
 
 # have_image NAME: the image is here, or can be pulled (a real image always wins).
 have_image() {
@@ -171,7 +176,7 @@ build_standin() {   # build_standin IMAGE FOLDER [docker build options]
   docker build -q -t "$image" "$@" "$context" >/dev/null
   rm -rf "$context"
   echo "docker: built stand-in $image in $((SECONDS - start)) s" \
-    "($(docker image inspect "$image" --format '{{.Size}}' | awk '{printf "%d MB", $1 / 1e6}'))"
+    "($(image_size "$image"))"
 }
 
 standins() {
@@ -205,7 +210,7 @@ compose_up() {
   standins
   # The stand-in Python base installs from the local mirror; a real one from PyPI.
   local mirror=""
-  if is_standin "$(python_image)" && ! alive mirror http.server; then mirror=started; mirror_start; fi
+  if is_standin "$(python_image)" && ! alive mirror http.server; then mirror=started; mirror_start 3.11; fi
   local start=$SECONDS status=0
   (cd "$ROOT" && docker compose build -q api scheduler) || status=$?
   [[ -z $mirror ]] || stop_pid mirror http.server >/dev/null

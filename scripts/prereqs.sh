@@ -50,8 +50,10 @@ for what in "${wanted[@]}"; do
       (($(java_major) >= JAVA_MIN)) || { missing+=("java (Java >= $JAVA_MIN)"); packages+=(java); }
       ;;
     postgresql)
-      command -v pg_ctlcluster >/dev/null && command -v psql >/dev/null ||
-        { missing+=("pg_ctlcluster and psql (PostgreSQL >= 15, Debian's postgresql)"); packages+=(postgresql); }
+      if ! { command -v pg_ctlcluster && command -v psql; } >/dev/null; then
+        missing+=("pg_ctlcluster and psql (PostgreSQL >= 15, Debian's postgresql)")
+        packages+=(postgresql)
+      fi
       ;;
     *) echo "usage: $0 [venv] [java] [postgresql]" >&2; exit 2 ;;
   esac

@@ -84,9 +84,12 @@ def stack() -> Iterator[None]:
     try:
         out = run(str(ROOT / "scripts" / "docker.sh"), "compose-up", env=ENV, timeout=540).stdout
         TIMINGS.append(f"compose: make compose-up took {time.monotonic() - start:.0f} s")
-        TIMINGS.extend(f"compose: {line}" for line in out.splitlines() if " built " in line)
-        for image in ("python:3.11.14-slim-bookworm", "apache/kafka:4.1.1", "postgres:15",
-                      f"{PROJECT}-api"):  # fmt: skip
+        steps = [line for line in out.splitlines() if re.search(r" (built|imported) ", line)]
+        TIMINGS.extend(f"compose: {line}" for line in steps)
+        base = re.search(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+        images = [base.group(1)] if base else []
+        images += compose("config", "--images", *SERVICES).split()
+        for image in images:
             size = run("docker", "image", "inspect", image, "--format", "{{.Size}}").stdout
             TIMINGS.append(f"compose: image {image}: {int(size) / 1e6:.0f} MB")
         yield

@@ -85,7 +85,7 @@ class Machine:
 def machine(request: pytest.FixtureRequest, mirror: dict[str, str]) -> Iterator[Machine]:
     suite: str = request.param
     image = f"fluxo-dados-debian:{suite}"
-    script("base", suite)
+    TIMINGS.extend(f"fresh: {line}" for line in script("base", suite).splitlines())
     image_id = run("docker", "image", "inspect", image, "--format", "{{.Id}}").stdout
     name = f"fluxo-dados-fresh-{suite}-{uuid.uuid4().hex[:8]}"
     settings = [arg for key, value in mirror.items() for arg in ("-e", f"{key}={value}")]
