@@ -72,7 +72,7 @@ def stack() -> Iterator[None]:
         pytest.fail(
             f"a compose project named {PROJECT} exists that this test did not create "
             f"({', '.join(existing)}); the test never removes a user's stack: "
-            "stop it (docker compose down) and run the test again"
+            "remove it (docker compose down -v drops its data too) and run the test again"
         )
     if existing:  # left by an interrupted run of this test
         compose("down", "-v")
