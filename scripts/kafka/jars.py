@@ -34,7 +34,7 @@ HEADER = """\
 """
 
 
-def parse(text: str) -> list[tuple[str, str, str, str]]:
+def parse(text: str, source: Path = LIST) -> list[tuple[str, str, str, str]]:
     """(group, artifact, version, sha256) for each non-comment line."""
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -43,7 +43,7 @@ def parse(text: str) -> list[tuple[str, str, str, str]]:
             continue
         match = re.fullmatch(r"([\w.-]+):([\w.-]+):([\w.+-]+)\s+([0-9a-f]{64})", line)
         if not match:
-            raise SystemExit(f"{LIST}:{number}: expected 'group:artifact:version sha256'")
+            raise SystemExit(f"{source}:{number}: expected 'group:artifact:version sha256'")
         group, artifact, version, sha256 = match.groups()
         entries.append((group, artifact, version, sha256))
     return entries
@@ -63,8 +63,8 @@ def read_jar(path: str) -> bytes:
     return data
 
 
-def fetch(dest: Path) -> None:
-    entries = parse(LIST.read_text(encoding="utf-8"))
+def fetch(dest: Path, listing: Path = LIST) -> None:
+    entries = parse(listing.read_text(encoding="utf-8"), listing)
     dest.mkdir(parents=True, exist_ok=True)
     for group, artifact, version, sha256 in entries:
         path = repository_path(group, artifact, version)
@@ -75,9 +75,9 @@ def fetch(dest: Path) -> None:
             raise SystemExit(f"kafka: cannot fetch {path}: {exc}") from exc
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
-            raise SystemExit(f"kafka: {path} has SHA-256 {actual}, jars.txt says {sha256}")
+            raise SystemExit(f"kafka: {path} has SHA-256 {actual}, {listing.name} says {sha256}")
         target.write_bytes(data)
-    print(f"kafka: {len(entries)} jars checked against {LIST.name}")
+    print(f"kafka: {len(entries)} jars checked against {listing.name}")
 
 
 def lock() -> None:

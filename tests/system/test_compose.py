@@ -65,8 +65,8 @@ def readme_command(prefix: str) -> str:
     return re.sub(r"\s+#.*$", "", match.group(0))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def stack() -> Iterator[None]:
+def claim_project() -> None:
+    """Take the fluxo-dados compose project for this test, or fail if a user's exists."""
     existing = project_objects()
     if existing and not OWNER.exists():
         pytest.fail(
@@ -76,6 +76,11 @@ def stack() -> Iterator[None]:
         )
     if existing:  # left by an interrupted run of this test
         compose("down", "-v")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stack() -> Iterator[None]:
+    claim_project()
     busy = [port for port in (API_PORT, SCHEDULER_PORT, KAFKA_PORT) if port_in_use(port)]
     assert not busy, f"host ports {busy} are in use; the compose test publishes on them"
     OWNER.parent.mkdir(exist_ok=True)
@@ -211,3 +216,16 @@ def test_api_exits_cleanly_on_sigterm_within_its_timeout() -> None:
 def test_down_v_leaves_no_container_network_or_volume() -> None:
     compose("down", "-v")
     assert project_objects() == []
+
+
+def test_a_project_it_did_not_create_is_never_taken_over() -> None:
+    volume = f"{PROJECT}_user-data-{uuid.uuid4().hex[:6]}"
+    run("docker", "volume", "create", "--label", f"com.docker.compose.project={PROJECT}", volume)
+    try:
+        OWNER.unlink()
+        with pytest.raises(pytest.fail.Exception, match="did not create"):
+            claim_project()
+        assert f"volume {volume}" in project_objects()
+    finally:
+        OWNER.write_text("restored for the fixture's teardown\n")
+        run("docker", "volume", "rm", volume)

@@ -18,6 +18,7 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -81,15 +82,15 @@ class Machine:
                    timeout=timeout, check=check).stdout  # fmt: skip
 
 
-@pytest.fixture(params=SUITES)
-def machine(request: pytest.FixtureRequest, mirror: dict[str, str]) -> Iterator[Machine]:
-    suite: str = request.param
+@contextmanager
+def bare_machine(suite: str, settings: dict[str, str]) -> Iterator[Machine]:
+    """A container of the cached bare image of SUITE holding the checkout; removed after."""
     image = f"fluxo-dados-debian:{suite}"
     TIMINGS.extend(f"fresh: {line}" for line in script("base", suite).splitlines())
     image_id = run("docker", "image", "inspect", image, "--format", "{{.Id}}").stdout
     name = f"fluxo-dados-fresh-{suite}-{uuid.uuid4().hex[:8]}"
-    settings = [arg for key, value in mirror.items() for arg in ("-e", f"{key}={value}")]
-    run("docker", "run", "-d", "--init", "--name", name, *settings, image, "sleep", "infinity")
+    env = [arg for key, value in settings.items() for arg in ("-e", f"{key}={value}")]
+    run("docker", "run", "-d", "--init", "--name", name, *env, image, "sleep", "infinity")
     try:
         run("docker", "exec", name, "mkdir", "-p", WORKDIR)
         subprocess.run(["docker", "cp", "-", f"{name}:{WORKDIR}"], input=checkout_tar(),
@@ -99,6 +100,23 @@ def machine(request: pytest.FixtureRequest, mirror: dict[str, str]) -> Iterator[
         run("docker", "rm", "-f", name)
         after = run("docker", "image", "inspect", image, "--format", "{{.Id}}").stdout
         assert after == image_id, f"the run changed the cached image {image}"
+
+
+@pytest.fixture(params=SUITES)
+def machine(request: pytest.FixtureRequest, mirror: dict[str, str]) -> Iterator[Machine]:
+    with bare_machine(request.param, mirror) as bare:
+        yield bare
+
+
+def test_without_apt_make_up_names_every_missing_program_in_one_line() -> None:
+    with bare_machine("bookworm", {}) as bare:
+        bare.sh("rm /usr/bin/apt-get")
+        out = bare.sh("make up 2>&1; echo exit=$?", check=False)
+    assert not out.endswith("exit=0\n"), out
+    lines = [line for line in out.splitlines() if "missing" in line]
+    assert len(lines) == 1, out
+    for program in ("java (Java >= 17)", "pg_ctlcluster and psql", "python3 venv module"):
+        assert program in lines[0]
 
 
 @pytest.mark.timeout(600)
