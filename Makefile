@@ -2,7 +2,8 @@
 # Runtime state goes to .run/, downloaded Kafka jars to .cache/ (both gitignored).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help install lock up down logs psql read-topic test test-fast test-tools lint bench clean
+.PHONY: help prereqs install lock up down logs psql read-topic test test-fast test-tools \
+  test-system compose-up compose-down lint bench clean
 
 # PYTHON: the interpreter of the virtualenv (a command, a path, or a version such as 3.13);
 # empty picks one (scripts/python.sh). VENV: where it lives; one per interpreter, e.g.
@@ -14,7 +15,7 @@ PYTEST_ARGS ?= -v
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help:  ## this list
-	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  Variables: PYTHON=3.11|3.12|3.13|/path/to/python, VENV=.venv (see README.md)."
 
 # With PYTHON given, an existing $(VENV) must hold that Python's version.
@@ -57,7 +58,10 @@ lock: install  ## resolve pyproject.toml into requirements.lock and requirements
 .env:  ## local settings, copied from .env.example when missing
 	cp .env.example .env
 
-up: install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
+prereqs:  ## install Java >= 17, PostgreSQL and python3-venv with apt when missing
+	@scripts/prereqs.sh
+
+up: prereqs install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	scripts/services.sh start
@@ -101,6 +105,19 @@ test-fast: install .env  ## the unit and integration tests, without the reliabil
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 	$(VENV)/bin/pytest $(PYTEST_ARGS) --ignore=tests/reliability
+
+# The system tests (tests/system): the compose stack under Docker, and `make up` on bare
+# Debian 12 and 13 containers. Docker comes from apt; a dockerd started here is stopped after.
+test-system: install .env  ## run the system tests: compose stack, fresh Debian 12 and 13 (slow)
+	@ours=$$([ -f .run/dockerd.pid ] || echo yes); scripts/docker.sh engine || exit; \
+	FLUXO_SYSTEM_TESTS=1 $(VENV)/bin/pytest tests/system $(PYTEST_ARGS); status=$$?; \
+	if [ -n "$$ours" ]; then scripts/docker.sh engine-stop; fi; exit $$status
+
+compose-up:  ## docker compose up kafka, postgres, api, scheduler (building what no registry gives)
+	scripts/docker.sh compose-up
+
+compose-down:  ## docker compose down (data volumes kept), and stop a dockerd compose-up started
+	scripts/docker.sh compose-down
 
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .

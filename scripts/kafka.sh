@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka (KRaft) from Maven Central jars, no Docker.
+# Local single-node Apache Kafka (KRaft) from Maven Central jars, on Java >= 17, no Docker.
 # Usage: scripts/kafka.sh install|start|stop|status
 set -euo pipefail
 
@@ -9,7 +9,6 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HERE="$ROOT/scripts/kafka"
-LIBS="$ROOT/.cache/kafka/$KAFKA_VERSION/libs"
 DATA="$RUN/kafka-data"
 PROPS="$RUN/kafka.properties"
 PATTERN="kafka.Kafka"            # identifies our broker in /proc/<pid>/cmdline
@@ -20,19 +19,27 @@ HOST=${first%:*}
 PORT=${first##*:}
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 
+# The jars of scripts/kafka/jars.txt (group:artifact:version and SHA-256), fetched with the
+# standard library from the local Maven repository or MAVEN_REPOSITORY_URL (Maven Central by
+# default): no Maven needed, and every jar is checked. The directory is named after the list's
+# own digest, so a changed list gets a fresh directory and a running broker keeps its own.
+LIBS="$ROOT/.cache/kafka/$KAFKA_VERSION/libs-$(sha256sum "$HERE/jars.txt" | cut -c1-12)"
+
 install() {
+  "$ROOT/scripts/prereqs.sh" java
   if [[ -d $LIBS ]]; then return 0; fi
-  echo "kafka: fetching Kafka $KAFKA_VERSION jars from Maven Central into ${LIBS#"$ROOT"/}"
+  grep -q "^org.apache.kafka:kafka_2.13:$KAFKA_VERSION " "$HERE/jars.txt" || {
+    echo "kafka: scripts/kafka/jars.txt does not list Kafka $KAFKA_VERSION;" \
+      "set its version in scripts/kafka/pom.xml and run scripts/kafka/jars.py lock" >&2; exit 1
+  }
+  echo "kafka: fetching Kafka $KAFKA_VERSION jars into ${LIBS#"$ROOT"/}"
   mkdir -p "$(dirname "$LIBS")"
   # Fetch into a temporary directory and rename it at the end: a fetch that is
-  # interrupted never leaves a libs/ directory that looks complete. ($tmp is global:
+  # interrupted never leaves a libs directory that looks complete. ($tmp is global:
   # the EXIT trap may run outside this function.)
   tmp=$(mktemp -d "$LIBS.partial.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  # (sed: Debian's Maven 3.8 prints colour resets even in batch mode.)
-  mvn -B -q -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 |
-    sed 's/\x1b\[[0-9;]*m//g'
+  python3 "$HERE/jars.py" fetch "$tmp"
   mv "$tmp" "$LIBS"
   trap - EXIT
 }

@@ -19,12 +19,7 @@ PY
 )"
 MAX_CONNECTIONS=200   # the tests open pools against several throw-away databases
 
-install() {
-  command -v pg_ctlcluster >/dev/null && return 0
-  echo "postgres: installing Debian's postgresql package"
-  $SUDO apt-get update -q
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
-}
+install() { "$ROOT/scripts/prereqs.sh" postgresql; }
 
 # Sets VER and NAME: the cluster listening on DATABASE_URL's port (any major version).
 # With "create", makes one (newest installed version) when none listens there: "main" on a

@@ -48,9 +48,14 @@ def environment_of(name: str) -> dict[str, str]:
     return {str(key): str(value) for key, value in env.items()}
 
 
+def with_defaults(text: str) -> str:
+    """TEXT as compose reads it when no variable is set: ${VAR:-default} becomes default."""
+    return re.sub(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}", r"\1", text)
+
+
 def published_ports(name: str) -> list[str]:
     ports: Any = service(name).get("ports", [])
-    return [str(port) for port in ports]
+    return [with_defaults(str(port)) for port in ports]
 
 
 def local_runner_kafka_version() -> str:
@@ -148,16 +153,19 @@ def test_kafka_is_a_single_kraft_node_that_never_auto_creates_topics() -> None:
 
 def test_kafka_serves_containers_on_9092_and_the_host_on_9094() -> None:
     env = environment_of("kafka")
-    advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    advertised = with_defaults(env["KAFKA_ADVERTISED_LISTENERS"]).split(",")
     assert "PLAINTEXT://kafka:9092" in advertised
     assert "EXTERNAL://localhost:9094" in advertised
-    assert f"{BIND}:9094:9094" in published_ports("kafka")
+    assert "127.0.0.1:9094:9094" in published_ports("kafka")
+    # Moving the host port moves the advertised address with it.
+    assert f"{BIND}:${{KAFKA_HOST_PORT:-9094}}:9094" in service("kafka")["ports"]
+    assert "EXTERNAL://localhost:${KAFKA_HOST_PORT:-9094}" in env["KAFKA_ADVERTISED_LISTENERS"]
 
 
 def test_every_published_port_is_bound_to_the_publish_address() -> None:
     for name in SERVICES:
-        for port in published_ports(name):
-            assert port.startswith(f"{BIND}:"), f"{name} publishes {port} on every interface"
+        for port in service(name).get("ports", []):
+            assert str(port).startswith(f"{BIND}:"), f"{name} publishes {port} on every interface"
 
 
 def test_kafka_healthcheck_is_cheap_and_runs_on_engines_before_25() -> None:
@@ -169,7 +177,7 @@ def test_kafka_healthcheck_is_cheap_and_runs_on_engines_before_25() -> None:
 
 
 def test_webkafka_is_published_on_port_9030_behind_a_login_from_the_environment() -> None:
-    assert f"{BIND}:9030:8080" in published_ports("webkafka")
+    assert "127.0.0.1:9030:8080" in published_ports("webkafka")
     env = environment_of("webkafka")
     assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == "kafka:9092"
     assert env["AUTH_TYPE"] == "LOGIN_FORM"
@@ -182,8 +190,8 @@ def test_webkafka_is_published_on_port_9030_behind_a_login_from_the_environment(
 
 
 def test_api_publishes_8000_and_scheduler_publishes_8010() -> None:
-    assert f"{BIND}:8000:8000" in published_ports("api")
-    assert f"{BIND}:8010:8010" in published_ports("scheduler")
+    assert "127.0.0.1:8000:8000" in published_ports("api")
+    assert "127.0.0.1:8010:8010" in published_ports("scheduler")
 
 
 def test_api_and_scheduler_run_their_own_module_from_one_project_image() -> None:

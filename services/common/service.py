@@ -75,7 +75,13 @@ def run(
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"))
     config = load_config(os.environ)
     tracing = Tracing.from_environ(name.rsplit(".", 1)[-1], os.environ)
-    logging.getLogger(name).info("starting %s on :%d (%r)", name, config.port, config)
-    web.run_app(
-        create_app(config, tracing), port=config.port, print=None, shutdown_timeout=shutdown_timeout
-    )
+    log = logging.getLogger(name)
+    log.info("starting %s on :%d (%r)", name, config.port, config)
+    app = create_app(config, tracing)
+
+    async def announce_shutdown(_: web.Application) -> None:
+        log.info("shutting down %s: in-flight work gets %g s", name, shutdown_timeout)
+
+    app.on_shutdown.insert(0, announce_shutdown)
+    web.run_app(app, port=config.port, print=None, shutdown_timeout=shutdown_timeout)
+    log.info("%s stopped", name)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# What `make up` needs from the system, installed with apt (via sudo unless root) when missing.
+# Usage: scripts/prereqs.sh [venv] [java] [postgresql]   (no argument: all three)
+#   venv        Python >= 3.11 with venv/ensurepip (Debian: python3-venv)
+#   java        a Java runtime >= 17 for Kafka (Debian: default-jre-headless, else openjdk-17)
+#   postgresql  PostgreSQL with Debian's cluster tools (pg_ctlcluster, psql)
+# Without apt-get, it stops with one line naming every missing program and the version needed.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+JAVA_MIN=17
+PYTHON_MIN=11   # 3.x
+
+java_major() {   # the major version of `java` on PATH, or 0
+  local line
+  line=$(java -version 2>&1 | head -n 1) || { echo 0; return; }
+  [[ $line =~ \"(1\.)?([0-9]+) ]] && echo "${BASH_REMATCH[2]}" || echo 0
+}
+
+# The Debian package that brings Java >= 17: the distribution's default when it is new
+# enough (17 on Debian 12, 21 on Debian 13 and Ubuntu 24.04), openjdk-17 otherwise.
+java_package() {
+  local candidate
+  candidate=$(apt-cache policy default-jre-headless 2>/dev/null | sed -n 's/^ *Candidate: \(.*\)/\1/p')
+  if [[ $candidate =~ ^([0-9]+:)?1\.([0-9]+) ]] && ((BASH_REMATCH[2] >= JAVA_MIN)); then
+    echo default-jre-headless
+  else
+    echo openjdk-17-jre-headless
+  fi
+}
+
+wanted=("$@")
+((${#wanted[@]})) || wanted=(venv java postgresql)
+
+missing=()    # what a person must install, for the message without apt
+packages=()   # what apt installs
+for what in "${wanted[@]}"; do
+  case $what in
+    venv)
+      if ! python3 -c "import sys; sys.exit(sys.version_info < (3, $PYTHON_MIN))" 2>/dev/null; then
+        # apt cannot fix an old python3: say so whatever the system.
+        echo "prereqs: needs python3 >= 3.$PYTHON_MIN (found: $(python3 --version 2>&1 || echo none))" >&2
+        exit 1
+      fi
+      python3 -c 'import ensurepip, venv' 2>/dev/null ||
+        { missing+=("python3 venv module (Python >= 3.$PYTHON_MIN)"); packages+=(python3-venv); }
+      ;;
+    java)
+      (($(java_major) >= JAVA_MIN)) || { missing+=("java (Java >= $JAVA_MIN)"); packages+=(java); }
+      ;;
+    postgresql)
+      if ! { command -v pg_ctlcluster && command -v psql; } >/dev/null; then
+        missing+=("pg_ctlcluster and psql (PostgreSQL >= 15, Debian's postgresql)")
+        packages+=(postgresql)
+      fi
+      ;;
+    *) echo "usage: $0 [venv] [java] [postgresql]" >&2; exit 2 ;;
+  esac
+done
+((${#missing[@]})) || exit 0
+
+if ! command -v apt-get >/dev/null; then
+  (IFS=';'; echo "prereqs: missing, and no apt-get to install them:${missing[*]/#/ }" >&2)
+  exit 1
+fi
+(IFS=';'; echo "prereqs: installing${missing[*]/#/ } with apt-get")
+$SUDO apt-get update -q
+for i in "${!packages[@]}"; do
+  [[ ${packages[$i]} == java ]] && packages[i]=$(java_package)
+done
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
