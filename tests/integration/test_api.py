@@ -12,7 +12,7 @@ from services.api.config import ApiConfig
 from services.common import jsoncodec
 from services.common.config import KafkaConfig
 
-from ..helpers import TopicReader, auth, unique
+from ..helpers import TopicReader, auth, eventually, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -177,8 +177,15 @@ async def test_money_is_stored_exactly(api: Client, api_config: ApiConfig) -> No
 
 async def test_probes_and_metrics_need_no_token(api: Client) -> None:
     assert (await api.get("/health")).status == 200
+
+    async def relaying() -> bool:
+        ready = await api.get("/ready")
+        assert ready.status == 200
+        return bool((await ready.json())["checks"]["outbox_relay"])
+
+    # The relay takes its slots just after start-up.
+    await eventually(relaying, within=10, what="/ready showing the relay holding slots")
     ready = await api.get("/ready")
-    assert ready.status == 200
     assert (await ready.json())["checks"] == {"database": True, "kafka": True, "outbox_relay": True}
     metrics = await api.get("/metrics")
     assert metrics.status == 200
