@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..common.config import Env, KafkaConfig, RetryConfig
+from ..common.config import ConfigError, Env, KafkaConfig, RetryConfig
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
     api_token: str = field(repr=False)
     port: int = 8010
+    # One API URL, or several separated by commas (replicas the scheduler spreads over).
     api_url: str = "http://localhost:8000"
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
@@ -24,13 +25,17 @@ class SchedulerConfig:
     # so it is delivered again).
     shutdown_timeout: float = 15.0
 
+    @property
+    def api_urls(self) -> tuple[str, ...]:
+        return api_urls(self.api_url)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SchedulerConfig:
         env = Env(environ)
         return cls(
             api_token=env.text("API_TOKEN"),
             port=env.port("SCHEDULER_PORT", cls.port),
-            api_url=env.text("API_URL", cls.api_url).rstrip("/"),
+            api_url=",".join(api_urls(env.text("API_URL", cls.api_url))),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),
             consumer_group=env.text("KAFKA_CONSUMER_GROUP", cls.consumer_group),
@@ -42,3 +47,12 @@ class SchedulerConfig:
                 "SCHEDULER_REQUEST_TIMEOUT", cls.request_timeout, minimum=0.1
             ),
         )
+
+
+def api_urls(setting: str) -> tuple[str, ...]:
+    """The URLs of a comma-separated ``API_URL``, without trailing slashes."""
+    urls = tuple(url.strip().rstrip("/") for url in setting.split(","))
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"API_URL must list http:// or https:// URLs, got {url!r}")
+    return urls

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, unused_port
 from aiokafka import ConsumerRecord
 from pytest_aiohttp import AiohttpClient
 
@@ -205,3 +206,23 @@ async def test_two_relays_publish_at_once_and_keep_each_products_order_across_a_
         return sorted(map(len, held)) == [2, 3] and held[0] | held[1] == frozenset(range(5))
 
     await eventually(rebalanced, within=10, what="the two relays sharing the 5 slots")
+
+
+async def test_a_scheduler_given_several_api_urls_persists_through_the_one_that_answers(
+    api: Client,
+    scheduler_config: SchedulerConfig,
+    kafka: KafkaConfig,
+    api_config: ApiConfig,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    dead = f"http://127.0.0.1:{unused_port()}"
+    config = replace(scheduler_config, api_url=f"{dead},{scheduler_config.api_url}")
+    await aiohttp_client(create_scheduler(config))
+    records = [manual_record(unique("f"), stockQuantity=n) for n in range(300)]
+    await produce(kafka.topic_cadastro, [(r["productId"].encode(), encode(r)) for r in records])
+
+    await eventually(
+        lambda: _at_least(api_config.database_url, 300),
+        within=30,
+        what="all 300 records persisted through the live API",
+    )

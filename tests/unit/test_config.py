@@ -110,6 +110,21 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
     )
 
 
+def test_api_url_may_list_several_replicas_separated_by_commas() -> None:
+    config = SchedulerConfig.from_env(
+        {"API_TOKEN": TOKEN, "API_URL": "http://api-1:8000/, http://api-2:8000"}
+    )
+
+    assert config.api_urls == ("http://api-1:8000", "http://api-2:8000")
+    assert SchedulerConfig.from_env({"API_TOKEN": TOKEN}).api_urls == ("http://localhost:8000",)
+
+
+@pytest.mark.parametrize("value", ["http://api-1:8000,", "api-1:8000", "http://a:1,,http://b:2"])
+def test_an_api_url_list_with_a_blank_or_schemeless_entry_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^API_URL must list http"):
+        SchedulerConfig.from_env({"API_TOKEN": TOKEN, "API_URL": value})
+
+
 def test_an_empty_variable_counts_as_unset() -> None:
     config = SchedulerConfig.from_env({"API_TOKEN": TOKEN, "SCHEDULER_PORT": "", "API_URL": ""})
 
