@@ -25,6 +25,8 @@ $(VENV)/.installed: pyproject.toml
 .env:  ## local settings, copied from .env.example when missing
 	cp .env.example .env
 
+# `make up APIS=2 SCHEDULERS=3 KAFKA_BROKERS=3` runs several of each (README, Scaling); the
+# scripts read these variables from the environment, where make puts command-line ones.
 up: install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
 	scripts/postgres.sh start
 	scripts/kafka.sh start
