@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.api.relay_slots import Plan, fair_share, plan
+from services.api.relay_slots import Plan, _ranges, fair_share, plan
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,9 @@ def test_when_a_relay_dies_the_survivors_shares_cover_every_slot() -> None:
     assert step.release == ()
     assert step.take == 3
     assert set(step.candidates) == set(range(6))
+
+
+def test_the_log_shows_held_slots_as_ranges() -> None:
+    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert _ranges([3]) == "3"
+    assert _ranges([]) == ""
