@@ -4,7 +4,6 @@ and the two services run as ``python -m services.<name>``, killed and restarted 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 import aiohttp
 from dotenv import dotenv_values
 
-from ..helpers import ROOT, eventually
+from ..helpers import ROOT, eventually, free_ports
 
 PYTHON = Path(sys.executable)
 # The suite's own broker and PostgreSQL server: it stops and kills them, so they must never
@@ -41,22 +40,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that nothing listens on."""
-    while True:
-        first = free_port()
-        if first + count > 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(first, first + count):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("0.0.0.0", port))  # as the brokers will
-        except OSError:
-            continue
-        return first
 
 
 def run_script(script: str, action: str, env: Mapping[str, str]) -> None:
