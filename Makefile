@@ -61,6 +61,8 @@ lock: install  ## resolve pyproject.toml into requirements.lock and requirements
 prereqs:  ## install Java >= 17, PostgreSQL and python3-venv with apt when missing
 	@scripts/prereqs.sh
 
+# `make up APIS=2 SCHEDULERS=3 KAFKA_BROKERS=3` runs several of each (README, Scaling); the
+# scripts read these variables from the environment, where make puts command-line ones.
 up: prereqs install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
 	scripts/postgres.sh start
 	scripts/kafka.sh start

@@ -20,7 +20,7 @@ import orjson
 
 from services.common.kafka import create_producer
 
-from . import stages
+from . import scaling, stages
 from .pipeline import Pipeline
 from .procs import SERVICES, BenchError, load_average, machine, service_pids
 from .profile import Profiler, py_spy
@@ -42,12 +42,16 @@ class Options:
     backlog: int | None
     skip_raw: bool
     profile: bool
+    scaling: bool = False
 
 
 def parse_args(argv: list[str]) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--records", type=int, default=50_000, help="records at full speed (default 50000)"
+        "--records",
+        type=int,
+        help="records at full speed (default 50000; with --scaling, per scheduler phase: "
+        "40000, and 2.5 times as many events per relay phase)",
     )
     parser.add_argument(
         "--rates",
@@ -69,7 +73,14 @@ def parse_args(argv: list[str]) -> Options:
         action="store_true",
         help="run py-spy on both services during the full-speed phase (needs py-spy)",
     )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="instead: throughput with 1, 2, 3 schedulers and 1, 2, 3 relays (bench/scaling.py)",
+    )
     args = parser.parse_args(argv)
+    if args.records is None:
+        args.records = 40_000 if args.scaling else 50_000
     try:
         rates = [float(rate) for rate in args.rates.split(",") if rate.strip()]
     except ValueError:
@@ -79,7 +90,13 @@ def parse_args(argv: list[str]) -> Options:
     if args.backlog is not None and args.backlog < 1:
         parser.error("--backlog must be positive")
     return Options(
-        args.records, rates, args.rate_seconds, args.backlog, args.skip_raw, args.profile
+        args.records,
+        rates,
+        args.rate_seconds,
+        args.backlog,
+        args.skip_raw,
+        args.profile,
+        args.scaling,
     )
 
 
@@ -183,6 +200,9 @@ def main() -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     options = parse_args(sys.argv[1:])
     command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
+    if options.scaling:
+        print(scaling.main([1, 2, 3], options.records, options.records * 5 // 2))
+        return
     try:
         report = asyncio.run(run(options, command))
     except BenchError as error:

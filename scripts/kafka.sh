@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka (KRaft) from Maven Central jars, on Java >= 17, no Docker.
+# Local Apache Kafka (KRaft) from Maven Central jars, on Java >= 17, no Docker: one node, or a
+# cluster of KAFKA_BROKERS nodes (each a broker and a controller) on consecutive ports.
 # Usage: scripts/kafka.sh install|start|stop|status
+#
+# One node: client port from KAFKA_BOOTSTRAP_SERVERS (9092), controller KAFKA_CONTROLLER_PORT
+# (9093); pid, log and data in .run/kafka.{pid,log}, .run/kafka-data.
+# KAFKA_BROKERS=N: node n (1..N) listens on client port + 2(n-1) and controller port
+# + 2(n-1) (9092/9093, 9094/9095, 9096/9097); .run/kafka-<n>.{pid,log}, .run/kafka-<n>-data.
+# `start` starts whichever nodes are not running (a node killed on purpose, say) and waits
+# until the cluster answers with every node.
 set -euo pipefail
 
 # Also the version of the apache/kafka image in docker-compose.yml (a test checks they match).
@@ -9,15 +17,23 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HERE="$ROOT/scripts/kafka"
-DATA="$RUN/kafka-data"
-PROPS="$RUN/kafka.properties"
 PATTERN="kafka.Kafka"            # identifies our broker in /proc/<pid>/cmdline
 
 bootstrap=$(setting KAFKA_BOOTSTRAP_SERVERS localhost:9092)
-first=${bootstrap%%,*}           # the local broker serves the first address listed
+first=${bootstrap%%,*}           # the local broker (node 1) serves the first address listed
 HOST=${first%:*}
 PORT=${first##*:}
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+BROKERS=$(setting KAFKA_BROKERS 1)
+[[ $BROKERS =~ ^[1-9][0-9]?$ ]] || { echo "kafka: KAFKA_BROKERS must be 1 to 99" >&2; exit 2; }
+# Heap of each node: 512 MiB alone, smaller in a cluster so that three fit beside the rest.
+HEAP_MB=$(setting KAFKA_HEAP_MB "$( ((BROKERS == 1)) && echo 512 || echo 320)")
+
+# Node n's name (pid and log files), ports, data dir.
+node_name() { if ((BROKERS == 1)); then echo kafka; else echo "kafka-$1"; fi; }
+node_port() { echo $((PORT + 2 * ($1 - 1))); }   # as kafka_servers (lib.sh) lists them
+node_controller_port() { echo $((CONTROLLER_PORT + 2 * ($1 - 1))); }
+node_data() { echo "$RUN/$(node_name "$1")-data"; }
 
 # The jars of scripts/kafka/jars.txt (group:artifact:version and SHA-256), fetched with the
 # standard library from the local Maven repository or MAVEN_REPOSITORY_URL (Maven Central by
@@ -49,59 +65,126 @@ tool() {   # a Kafka class (or Ready.java) on the broker's classpath, logging wa
     -Dkafka.log.level=WARN "$@"
 }
 
-start() {
-  if alive kafka "$PATTERN"; then
-    echo "kafka: already running (pid $(<"$RUN/kafka.pid")) on $HOST:$PORT"; return 0
+render() {   # node n's server.properties
+  local n=$1 quorum replication min_isr voters="" i
+  if ((BROKERS == 1)); then
+    quorum="controller.quorum.bootstrap.servers=localhost:$CONTROLLER_PORT"
+  else
+    for ((i = 1; i <= BROKERS; i++)); do voters+="${voters:+,}$i@localhost:$(node_controller_port "$i")"; done
+    quorum="controller.quorum.voters=$voters"
   fi
-  install
-  # Someone else's broker on our ports would make the readiness check pass for the wrong one.
-  for port in "$PORT" "$CONTROLLER_PORT"; do
-    if port_open localhost "$port"; then
-      echo "kafka: port $port is already in use by another process" >&2; exit 1
-    fi
-  done
-  mkdir -p "$RUN"
-  sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$PORT|g" -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
-    -e "s|@LOG_DIRS@|$DATA|g" "$HERE/server.properties" >"$PROPS"
+  replication=$((BROKERS < 3 ? BROKERS : 3))
+  min_isr=$((replication > 1 ? replication - 1 : 1))
+  sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$(node_port "$n")|g" \
+    -e "s|@CONTROLLER_PORT@|$(node_controller_port "$n")|g" -e "s|@NODE_ID@|$n|g" \
+    -e "s|@QUORUM@|$quorum|g" -e "s|@REPLICATION@|$replication|g" -e "s|@MIN_ISR@|$min_isr|g" \
+    -e "s|@LOG_DIRS@|$(node_data "$n")|g" "$HERE/server.properties" >"$RUN/$(node_name "$n").properties"
+}
 
-  # Format once: meta.properties in the data dir keeps the cluster id, so topics and
-  # committed offsets survive stop/start. Never reformat existing data.
-  if [[ ! -f $DATA/meta.properties ]]; then
-    local id
+format() {   # node n's data dir, once: meta.properties keeps the cluster id across restarts
+  local n=$1 name id="" file i
+  name=$(node_name "$n")
+  [[ ! -f $(node_data "$n")/meta.properties ]] || return 0
+  # Every node of a cluster shares one id: that of a node formatted earlier, if any.
+  for ((i = 1; i <= BROKERS; i++)); do
+    file=$(node_data "$i")/meta.properties
+    [[ -f $file ]] && id=$(sed -n 's/^cluster.id=//p' "$file") && break
+  done
+  if [[ -z $id ]]; then
     id=$(tool kafka.tools.StorageTool random-uuid)
     [[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || { echo "kafka: bad cluster id: $id" >&2; exit 1; }
-    echo "kafka: formatting $DATA (cluster id $id)"
-    tool kafka.tools.StorageTool format -t "$id" -c "$PROPS" --standalone -g >>"$RUN/kafka.log" 2>&1 ||
-      fail_with_log kafka "storage format failed"
   fi
+  echo "kafka: formatting $(node_data "$n") (cluster id $id)"
+  local mode=(--standalone)
+  ((BROKERS == 1)) || mode=()   # a static quorum (controller.quorum.voters)
+  tool kafka.tools.StorageTool format -t "$id" -c "$RUN/$name.properties" "${mode[@]}" -g \
+    >>"$RUN/$name.log" 2>&1 || fail_with_log "$name" "storage format failed"
+}
 
-  echo "kafka: starting Kafka $KAFKA_VERSION on $HOST:$PORT (log: ${RUN#"$ROOT"/}/kafka.log)"
+start_node() {
+  local n=$1 name port
+  name=$(node_name "$n")
+  if alive "$name" "$PATTERN"; then
+    echo "$name: already running (pid $(<"$RUN/$name.pid")) on $HOST:$(node_port "$n")"; return 0
+  fi
+  # Someone else's broker on our ports would make the readiness check pass for the wrong one.
+  for port in "$(node_port "$n")" "$(node_controller_port "$n")"; do
+    if port_open localhost "$port"; then
+      echo "$name: port $port is already in use by another process" >&2; exit 1
+    fi
+  done
+  render "$n"
+  format "$n"
+  echo "$name: starting Kafka $KAFKA_VERSION on $HOST:$(node_port "$n") (log: ${RUN#"$ROOT"/}/$name.log)"
   # setsid: own session, so Ctrl-C in the terminal that ran `make up` does not reach it.
-  (cd "$ROOT" && exec setsid nohup java -Xms512m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -Djava.awt.headless=true -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
-    -cp "$LIBS/*" kafka.Kafka "$PROPS" >>"$RUN/kafka.log" 2>&1 </dev/null) &
-  echo $! >"$RUN/kafka.pid"
+  (cd "$ROOT" && exec setsid nohup java "-Xms${HEAP_MB}m" "-Xmx${HEAP_MB}m" -XX:+UseG1GC \
+    -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$HERE/log4j2.properties" \
+    -cp "$LIBS/*" kafka.Kafka "$RUN/$name.properties" >>"$RUN/$name.log" 2>&1 </dev/null) &
+  echo $! >"$RUN/$name.pid"
+}
 
-  # Ready = the port accepts connections and the broker answers a metadata request.
-  local deadline=$((SECONDS + 90)) out=""
+start() {
+  install
+  mkdir -p "$RUN"
+  local n name
+  # Every node first: a cluster's controllers need a majority of them to elect a leader.
+  for ((n = 1; n <= BROKERS; n++)); do start_node "$n"; done
+
+  # Ready = each node accepts connections and the cluster answers a metadata request
+  # listing every node.
+  local deadline=$((SECONDS + 120)) out="" servers
+  servers=$(kafka_servers)
   while ((SECONDS < deadline)); do
-    alive kafka "$PATTERN" || fail_with_log kafka "the broker exited during start-up"
-    if port_open localhost "$PORT" &&
-      out=$(tool "$HERE/Ready.java" "$bootstrap" 10000 2>&1); then
+    local open=1
+    for ((n = 1; n <= BROKERS; n++)); do
+      name=$(node_name "$n")
+      alive "$name" "$PATTERN" || fail_with_log "$name" "the broker exited during start-up"
+      port_open localhost "$(node_port "$n")" || open=0
+    done
+    if ((open)) && out=$(tool "$HERE/Ready.java" "$servers" 10000 "$BROKERS" 2>&1); then
       echo "kafka: ready, $out"; return 0
     fi
     sleep 0.5
   done
   [[ -z $out ]] || echo "kafka: $out" >&2
-  fail_with_log kafka "not ready after 90 s"
+  fail_with_log "$(node_name 1)" "not ready after 120 s"
+}
+
+# Every node this run directory has a pid file for (a cluster started with another
+# KAFKA_BROKERS included), so that `make down` stops whatever `make up` started.
+nodes() {
+  local file
+  for file in "$RUN"/kafka.pid "$RUN"/kafka-[0-9]*.pid; do
+    [[ -f $file ]] && basename "$file" .pid
+  done
+  return 0
+}
+
+stop() {
+  local name names
+  names=$(nodes)
+  [[ -n $names ]] || { echo "kafka: not running"; return 0; }
+  # Together: a node stopping alone waits for the quorum the others no longer form.
+  for name in $names; do stop_pid "$name" "$PATTERN" & done
+  wait
+}
+
+status() {   # succeeds when every node started is running
+  local name names rc=0
+  names=$(nodes)
+  [[ -n $names ]] || { echo "kafka: not running"; return 1; }
+  for name in $names; do
+    if alive "$name" "$PATTERN"; then echo "$name: running (pid $(<"$RUN/$name.pid"))"
+    else echo "$name: not running"; rc=1; fi
+  done
+  return "$rc"
 }
 
 case "${1-}" in
   install) install ;;
   start) start ;;
-  stop) stop_pid kafka "$PATTERN" ;;
-  status)
-    if alive kafka "$PATTERN"; then echo "kafka: running (pid $(<"$RUN/kafka.pid"))"
-    else echo "kafka: not running"; exit 1; fi ;;
+  stop) stop ;;
+  status) status ;;
   *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac

@@ -70,3 +70,15 @@ fail_with_log() {
   tail -n 30 "$RUN/$1.log" >&2 2>/dev/null || true
   exit 1
 }
+
+# kafka_servers: the client address of every node of the local runner's Kafka
+# (scripts/kafka.sh), comma-separated: KAFKA_BROKERS nodes, node n on the first
+# KAFKA_BOOTSTRAP_SERVERS address's port + 2(n-1).
+kafka_servers() {
+  local bootstrap first count n out=""
+  bootstrap=$(setting KAFKA_BOOTSTRAP_SERVERS localhost:9092)
+  first=${bootstrap%%,*}
+  count=$(setting KAFKA_BROKERS 1)
+  for ((n = 1; n <= count; n++)); do out+="${out:+,}${first%:*}:$((${first##*:} + 2 * (n - 1)))"; done
+  echo "$out"
+}

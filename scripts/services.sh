@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
-# The two services in the background, for `make up` / `make down`.
+# The services in the background, for `make up` / `make down`: APIS API replicas and
+# SCHEDULERS schedulers (1 each by default).
 # Usage: scripts/services.sh start|stop|status|info
+#
+# Instance i listens on API_PORT + i - 1 (API) or SCHEDULER_PORT + i - 1 (scheduler), so
+# the first keeps the documented port. One instance keeps .run/<name>.{pid,log}; several
+# are .run/<name>-<i>.{pid,log}. With several APIs each scheduler gets them all as its
+# API_URL list; with KAFKA_BROKERS > 1 the services get every broker of the local cluster,
+# replication factor 3 (at most the brokers) and min.insync.replicas 2.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 API_PORT=$(setting API_PORT 8000)
 SCHEDULER_PORT=$(setting SCHEDULER_PORT 8010)
+APIS=$(setting APIS 1)
+SCHEDULERS=$(setting SCHEDULERS 1)
+BROKERS=$(setting KAFKA_BROKERS 1)
 PYTHON="$ROOT/${VENV:-.venv}/bin/python"
+for count in "$APIS" "$SCHEDULERS"; do
+  [[ $count =~ ^[1-9][0-9]?$ ]] || { echo "services: APIS and SCHEDULERS must be 1 to 99" >&2; exit 2; }
+done
 
-port_of() { if [[ $1 == api ]]; then echo "$API_PORT"; else echo "$SCHEDULER_PORT"; fi; }
+count_of() { if [[ $1 == api ]]; then echo "$APIS"; else echo "$SCHEDULERS"; fi; }
+name_of() { if (($(count_of "$1") == 1)); then echo "$1"; else echo "$1-$2"; fi; }   # KIND I
+port_of() {   # KIND I
+  if [[ $1 == api ]]; then echo $((API_PORT + $2 - 1)); else echo $((SCHEDULER_PORT + $2 - 1)); fi
+}
 
 http_ok() {   # the URL answers 200
   if command -v curl >/dev/null; then
@@ -19,37 +36,112 @@ http_ok() {   # the URL answers 200
   fi
 }
 
+# What every instance gets beyond .env: the local Kafka cluster, when there is one.
+common_env() {
+  if ((BROKERS > 1)); then
+    local replication=$((BROKERS < 3 ? BROKERS : 3))
+    echo "KAFKA_BOOTSTRAP_SERVERS=$(kafka_servers)"
+    echo "KAFKA_TOPIC_REPLICATION_FACTOR=$replication"
+    echo "KAFKA_TOPIC_MIN_INSYNC_REPLICAS=$((replication > 1 ? replication - 1 : 1))"
+  fi
+}
+
+api_urls() {
+  local i urls=""
+  for ((i = 1; i <= APIS; i++)); do urls+="${urls:+,}http://localhost:$(port_of api "$i")"; done
+  echo "$urls"
+}
+
+launch() {   # KIND I
+  local kind=$1 i=$2 name port
+  name=$(name_of "$kind" "$i")
+  port=$(port_of "$kind" "$i")
+  if alive "$name" "services.$kind"; then
+    echo "$name: already running (pid $(<"$RUN/$name.pid"))"; return 0
+  fi
+  # Another process on the port would answer /ready in place of ours.
+  if port_open localhost "$port"; then
+    echo "$name: port $port is already in use by another process" >&2; exit 1
+  fi
+  local env=()
+  mapfile -t env < <(common_env)
+  if [[ $kind == api ]]; then
+    env+=("API_PORT=$port")
+  else
+    env+=("SCHEDULER_PORT=$port")
+    ((APIS == 1)) || env+=("API_URL=$(api_urls)")
+  fi
+  echo "$name: starting on port $port (log: ${RUN#"$ROOT"/}/$name.log)"
+  # setsid: own session, so Ctrl-C in the terminal that ran `make up` does not reach it.
+  (cd "$ROOT" && exec env "${env[@]}" setsid nohup "$PYTHON" -m "services.$kind" \
+    >>"$RUN/$name.log" 2>&1 </dev/null) &
+  echo $! >"$RUN/$name.pid"
+}
+
 start() {
   [[ -x $PYTHON ]] || { echo "services: $PYTHON missing; run make install" >&2; exit 1; }
   mkdir -p "$RUN"
-  local name
-  for name in api scheduler; do
-    if alive "$name" "services.$name"; then
-      echo "$name: already running (pid $(<"$RUN/$name.pid"))"; continue
-    fi
-    # Another process on the port would answer /ready in place of ours.
-    if port_open localhost "$(port_of "$name")"; then
-      echo "$name: port $(port_of "$name") is already in use by another process" >&2; exit 1
-    fi
-    echo "$name: starting on port $(port_of "$name") (log: .run/$name.log)"
-    # setsid: own session, so Ctrl-C in the terminal that ran `make up` does not reach it.
-    (cd "$ROOT" && exec setsid nohup "$PYTHON" -m "services.$name" >>"$RUN/$name.log" 2>&1 </dev/null) &
-    echo $! >"$RUN/$name.pid"
+  local kind i name
+  for kind in api scheduler; do
+    for ((i = 1; i <= $(count_of "$kind"); i++)); do launch "$kind" "$i"; done
   done
 
-  # Ready = /ready answers 200, i.e. each service reaches its database and Kafka.
-  local deadline=$((SECONDS + 60))
-  for name in api scheduler; do
-    until http_ok "http://localhost:$(port_of "$name")/ready"; do
-      alive "$name" "services.$name" || fail_with_log "$name" "exited during start-up"
-      ((SECONDS < deadline)) || fail_with_log "$name" "/ready did not answer 200 within 60 s"
-      sleep 0.3
+  # Ready = /ready answers 200, i.e. each instance reaches its database and Kafka.
+  local deadline=$((SECONDS + 90))
+  for kind in api scheduler; do
+    for ((i = 1; i <= $(count_of "$kind"); i++)); do
+      name=$(name_of "$kind" "$i")
+      until http_ok "http://localhost:$(port_of "$kind" "$i")/ready"; do
+        alive "$name" "services.$kind" || fail_with_log "$name" "exited during start-up"
+        ((SECONDS < deadline)) || fail_with_log "$name" "/ready did not answer 200 within 90 s"
+        sleep 0.3
+      done
+      echo "$name: ready"
     done
-    echo "$name: ready"
   done
 }
 
+# Every instance of KIND this run directory has a pid file for (whatever APIS or
+# SCHEDULERS they were started with), so that `make down` stops them all.
+instances() {
+  local file
+  for file in "$RUN/$1.pid" "$RUN/$1"-[0-9]*.pid; do
+    [[ -f $file ]] && basename "$file" .pid
+  done
+  return 0
+}
+
+stop() {
+  local kind name names
+  # The schedulers first: they must not keep sending batches to APIs that are going away.
+  for kind in scheduler api; do
+    names=$(instances "$kind")
+    [[ -n $names ]] || { echo "$kind: not running"; continue; }
+    for name in $names; do stop_pid "$name" "services.$kind" & done
+    wait
+  done
+}
+
+status() {   # succeeds when every instance started is running
+  local kind name names rc=0
+  for kind in api scheduler; do
+    names=$(instances "$kind")
+    [[ -n $names ]] || { echo "$kind: not running"; rc=1; continue; }
+    for name in $names; do
+      if alive "$name" "services.$kind"; then echo "$name: running (pid $(<"$RUN/$name.pid"))"
+      else echo "$name: not running"; rc=1; fi
+    done
+  done
+  return "$rc"
+}
+
 info() {   # what `make up` prints once everything is ready
+  local i
+  for ((i = 1; i <= APIS; i++)); do printf 'API:       http://localhost:%s/docs\n' "$(port_of api "$i")"; done
+  for ((i = 1; i <= SCHEDULERS; i++)); do
+    printf 'Scheduler: http://localhost:%s/docs\n' "$(port_of scheduler "$i")"
+  done
+  ((BROKERS == 1)) || echo "Kafka:     $(kafka_servers)"
   # The token the scheduler sends: the first of API_TOKENS, else API_TOKEN.
   local token
   token=$(setting API_TOKENS)
@@ -57,8 +149,6 @@ info() {   # what `make up` prints once everything is ready
   token=${token//[[:space:]]/}
   [[ -n $token ]] || token=$(setting API_TOKEN)
   cat <<EOF2
-API:       http://localhost:$API_PORT/docs
-Scheduler: http://localhost:$SCHEDULER_PORT/docs
 Try it:
 curl -X POST http://localhost:$API_PORT/produto/manual -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"productId": "12369", "productName": "Nome do Produto", "productDescription": "Descrição do Produto", "price": 100.0, "currency": "BRL", "stockQuantity": 50, "category": "Categoria do Produto"}'
 EOF2
@@ -66,15 +156,8 @@ EOF2
 
 case "${1-}" in
   start) start ;;
-  # The scheduler first: it must not keep sending batches to an API that is going away.
-  stop) stop_pid scheduler services.scheduler; stop_pid api services.api ;;
-  status)
-    rc=0
-    for name in api scheduler; do
-      if alive "$name" "services.$name"; then echo "$name: running (pid $(<"$RUN/$name.pid"))"
-      else echo "$name: not running"; rc=1; fi
-    done
-    exit "$rc" ;;
+  stop) stop ;;
+  status) status ;;
   info) info ;;
   *) echo "usage: $0 start|stop|status|info" >&2; exit 2 ;;
 esac

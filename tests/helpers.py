@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,6 +25,24 @@ DATABASE_URL = ENV["DATABASE_URL"]
 TOKEN = "test-token"
 
 T = TypeVar("T")
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive ports that nothing listens on."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            first: int = sock.getsockname()[1]
+        if first + count > 65535:
+            continue
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("0.0.0.0", port))  # every interface, as servers bind
+        except OSError:
+            continue
+        return first
 
 
 def unique(prefix: str) -> str:

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # Advisory lock keys (any constants, unique within the database).
 MIGRATIONS_LOCK = 7_204_311_001
+# Taken exclusively by relays of versions before relay slots, shared by slot relays.
 OUTBOX_RELAY_LOCK = 7_204_311_002
 
 # What PostgreSQL being down or restarting looks like to a client.

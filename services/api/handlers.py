@@ -448,5 +448,5 @@ async def ready(request: web.Request) -> web.Response:
     app = request.app
     database, kafka = await asyncio.gather(app[DATABASE].ready(), app[PRODUCER].ready())
     checks = {"database": database, "kafka": kafka, "outbox_relay": app[RELAY].active}
-    # Relaying is one replica's job at a time: a standby replica is ready too.
+    # A replica holding no relay slot (more replicas than slots, say) is ready too.
     return probes.readiness(checks, required=("database", "kafka"))

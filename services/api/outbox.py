@@ -2,8 +2,9 @@
 
 Rows written to ``outbox`` in the same transaction as ``products`` are published in id
 order, each with an ``event-id`` header (the row's id), and deleted once the broker
-acknowledged them. One relay is active per database (an advisory lock held on the relay's
-own connection), so several API replicas keep per-product order. A crash between the
+acknowledged them. Each API replica runs a relay; the relays share the outbox by slots (a
+hash of the product key, one advisory lock per slot, see ``relay_slots``), so several
+publish at once and each product's events keep their order. A crash between the
 acknowledgement and the delete publishes those events again: at-least-once, and the
 event id lets a consumer drop the duplicate.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -24,11 +27,21 @@ from ..common.metrics import ApiMetrics
 from ..common.retry import backoff_delays
 from ..common.tracing import TRACEPARENT, SpanKind, Tracing
 from . import repository
-from .database import OUTBOX_RELAY_LOCK, Database
+from .database import Database
+from .relay_slots import REBALANCE_INTERVAL, RelaySlots
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "outbox"
+# Names the relay's session in pg_stat_activity (and so the holder of slots in pg_locks).
+APPLICATION_NAME = f"fluxo-outbox-relay {socket.gethostname()} pid {os.getpid()}"
+# A replica whose machine vanishes (no FIN) loses its session, and so its slots, within
+# about 11 s over TCP; a crashed process loses it at once.
+KEEPALIVES = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
 
 
 class OutboxRelay:
@@ -53,6 +66,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self.active = False
+        self.slots: frozenset[int] = frozenset()  # the relay slots this replica publishes
 
     def stop(self) -> None:
         """Ask the relay to finish the batch in flight and return."""
@@ -66,7 +80,7 @@ class OutboxRelay:
             try:
                 await self._run_connected()
             except Exception as exc:
-                self._set_active(False)
+                self._set_slots(frozenset())
                 delay = next(delays)
                 log.warning("outbox relay interrupted (%s); retrying in %.2fs", exc, delay)
                 await self._sleep(delay)
@@ -74,25 +88,29 @@ class OutboxRelay:
                 delays = backoff_delays(self._retry)
 
     async def _run_connected(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": APPLICATION_NAME, **KEEPALIVES}
+        )
         try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", OUTBOX_RELAY_LOCK):
-                # Another replica relays; take over if its session ends.
+            slots = RelaySlots(conn)
+            while not await slots.join():
+                # A relay of an earlier version publishes everything; wait until it stops.
                 if await self._sleep(self._poll_interval * 5):
                     return
-            self._set_active(True)
             await conn.add_listener(CHANNEL, self._on_notify)
-            log.info("outbox relay active")
+            log.info("outbox relay started")
             while not self._stopping.is_set():
+                if slots.due():  # between batches: a slot changes hands with nothing in flight
+                    self._set_slots(await slots.rebalance())
                 self._wake.clear()
-                rows = await repository.outbox_batch(conn, self._batch_size)
+                rows = await repository.outbox_batch(conn, self._batch_size, self.slots)
                 if rows:
                     await self._publish(rows)
                     await repository.delete_outbox(conn, [row["id"] for row in rows])
                     continue
-                await self._sleep(self._poll_interval, wake=True)
+                await self._sleep(min(self._poll_interval, REBALANCE_INTERVAL), wake=True)
         finally:
-            self._set_active(False)
+            self._set_slots(frozenset())
             with contextlib.suppress(Exception):
                 await asyncio.shield(conn.close())  # also releases the advisory lock
 
@@ -145,9 +163,11 @@ class OutboxRelay:
                 waiter.cancel()
         return self._stopping.is_set()
 
-    def _set_active(self, active: bool) -> None:
-        self.active = active
-        self._metrics.outbox_relay_active.set(1 if active else 0)
+    def _set_slots(self, slots: frozenset[int]) -> None:
+        self.slots = slots
+        self.active = bool(slots)
+        self._metrics.outbox_relay_active.set(1 if slots else 0)
+        self._metrics.outbox_relay_slots.set(len(slots))
 
 
 def event_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -155,16 +155,22 @@ async def product_documents_page(conn: Connection, after: str, limit: int) -> li
 
 # --- outbox -----------------------------------------------------------------
 
+# The oldest events of the given relay slots. A row's slot comes from the number of slots
+# read in this same statement, so every claim uses the current partitioning.
 SELECT_OUTBOX_BATCH = """
-SELECT id, topic, key, payload::text AS payload, traceparent,
-       extract(epoch FROM source_timestamp)::float8 AS source_timestamp
-FROM outbox ORDER BY id LIMIT $1
+SELECT o.id, o.topic, o.key, o.payload::text AS payload, o.traceparent,
+       extract(epoch FROM o.source_timestamp)::float8 AS source_timestamp
+FROM outbox o, outbox_relay_config c
+WHERE outbox_slot(o.key, c.slots) = ANY($2::integer[])
+ORDER BY o.id LIMIT $1
 """
 DELETE_OUTBOX = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 
-async def outbox_batch(conn: Connection, limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(SELECT_OUTBOX_BATCH, limit)
+async def outbox_batch(
+    conn: Connection, limit: int, slots: Collection[int]
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(SELECT_OUTBOX_BATCH, limit, list(slots))
     return rows
 
 
@@ -184,3 +190,53 @@ async def outbox_backlog(conn: Connection) -> tuple[int, float]:
     row = await conn.fetchrow(OUTBOX_BACKLOG)
     assert row is not None  # an aggregate without GROUP BY always returns one row
     return row["backlog"], row["oldest_age"]
+
+
+# --- relay slots (services/api/relay_slots.py) ------------------------------------------
+
+# The number of slots, the relays alive (holders of a member lock) and the slots any relay
+# holds, from the advisory locks of this database.
+SELECT_RELAY_VIEW = """
+WITH locks AS (
+    SELECT l.classid::bigint AS space, l.objid::bigint AS number
+    FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+    WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+      AND d.datname = current_database()
+)
+SELECT (SELECT slots FROM outbox_relay_config) AS slots,
+       (SELECT count(*) FROM locks WHERE space = $1) AS members,
+       ARRAY(SELECT number FROM locks WHERE space = $2)::integer[] AS taken
+"""
+
+
+@dataclass(frozen=True)
+class RelayView:
+    slots: int
+    members: int
+    taken: list[int]
+
+
+async def relay_view(conn: Connection, member_space: int, slot_space: int) -> RelayView:
+    row = await conn.fetchrow(SELECT_RELAY_VIEW, member_space, slot_space)
+    assert row is not None
+    return RelayView(row["slots"], row["members"], list(row["taken"]))
+
+
+async def try_lock_shared(conn: Connection, key: int) -> bool:
+    locked: bool = await conn.fetchval("SELECT pg_try_advisory_lock_shared($1::bigint)", key)
+    return locked
+
+
+async def lock_pair(conn: Connection, space: int, number: int) -> None:
+    await conn.execute("SELECT pg_advisory_lock($1::integer, $2::integer)", space, number)
+
+
+async def try_lock_pair(conn: Connection, space: int, number: int) -> bool:
+    locked: bool = await conn.fetchval(
+        "SELECT pg_try_advisory_lock($1::integer, $2::integer)", space, number
+    )
+    return locked
+
+
+async def unlock_pair(conn: Connection, space: int, number: int) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1::integer, $2::integer)", space, number)

@@ -136,6 +136,9 @@ class KafkaConfig:
     topic_dlq: str = "cadastro-produtos.dlq"
     partitions: int = 6
     replication_factor: int = 1
+    # min.insync.replicas of the topics created: with acks=all, how many replicas hold a
+    # write before it is acknowledged (2 with a replication factor of 3).
+    min_insync_replicas: int = 1
     # Transport security, the same for every client (producers, consumers, admin).
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
@@ -167,6 +170,9 @@ class KafkaConfig:
             partitions=env.integer("KAFKA_TOPIC_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=env.integer(
                 "KAFKA_TOPIC_REPLICATION_FACTOR", cls.replication_factor, minimum=1
+            ),
+            min_insync_replicas=env.integer(
+                "KAFKA_TOPIC_MIN_INSYNC_REPLICAS", cls.min_insync_replicas, minimum=1
             ),
             security_protocol=protocol,
             sasl_mechanism=env.choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS, cls.sasl_mechanism),

@@ -65,6 +65,7 @@ async def ensure_topics(config: KafkaConfig, names: Iterable[str] | None = None)
                     name,
                     num_partitions=config.partitions,
                     replication_factor=config.replication_factor,
+                    topic_configs={"min.insync.replicas": str(config.min_insync_replicas)},
                 )
                 for name in missing
             ]

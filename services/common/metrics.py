@@ -149,7 +149,12 @@ class ApiMetrics(HttpMetrics):
         )
         self.outbox_relay_active = Gauge(
             "fluxo_api_outbox_relay_active",
-            "1 while this replica holds the outbox relay lock.",
+            "1 while this replica publishes at least one outbox relay slot.",
+            registry=r,
+        )
+        self.outbox_relay_slots = Gauge(
+            "fluxo_api_outbox_relay_slots",
+            "Outbox relay slots this replica publishes.",
             registry=r,
         )
         self.database_pool_in_use = Gauge(

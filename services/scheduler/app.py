@@ -72,7 +72,7 @@ async def api_client_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=config.request_timeout),
         connector=aiohttp.TCPConnector(limit=8),
     ) as session:
-        app[API] = ApiClient(session, config.api_url, config.api_tokens[0], app[METRICS])
+        app[API] = ApiClient(session, config.api_urls, config.api_tokens[0], app[METRICS])
         yield
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..common.config import Env, KafkaConfig, RetryConfig, api_tokens
+from ..common.config import ConfigError, Env, KafkaConfig, RetryConfig, api_tokens
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,7 @@ class SchedulerConfig:
     # Accepted on the scheduler's own endpoints; the first is sent to the API.
     api_tokens: tuple[str, ...] = field(repr=False)
     port: int = 8010
+    # One API URL, or several separated by commas (replicas the scheduler spreads over).
     api_url: str = "http://localhost:8000"
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
@@ -25,13 +26,17 @@ class SchedulerConfig:
     # so it is delivered again).
     shutdown_timeout: float = 15.0
 
+    @property
+    def api_urls(self) -> tuple[str, ...]:
+        return api_urls(self.api_url)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SchedulerConfig:
         env = Env(environ)
         return cls(
             api_tokens=api_tokens(env),
             port=env.port("SCHEDULER_PORT", cls.port),
-            api_url=env.text("API_URL", cls.api_url).rstrip("/"),
+            api_url=",".join(api_urls(env.text("API_URL", cls.api_url))),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),
             consumer_group=env.text("KAFKA_CONSUMER_GROUP", cls.consumer_group),
@@ -43,3 +48,12 @@ class SchedulerConfig:
                 "SCHEDULER_REQUEST_TIMEOUT", cls.request_timeout, minimum=0.1
             ),
         )
+
+
+def api_urls(setting: str) -> tuple[str, ...]:
+    """The URLs of a comma-separated ``API_URL``, without trailing slashes."""
+    urls = tuple(url.strip().rstrip("/") for url in setting.split(","))
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"API_URL must list http:// or https:// URLs, got {url!r}")
+    return urls

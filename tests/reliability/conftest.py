@@ -9,6 +9,7 @@ topics, consumer group, database, ports and log files (``.run/reliability/<scena
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -47,19 +48,29 @@ def infrastructure(results: Results) -> Iterator[Infrastructure]:
         infra.stop()
 
 
-@pytest.fixture
-async def scenario(
-    request: pytest.FixtureRequest, infrastructure: Infrastructure, results: Results
+@contextlib.asynccontextmanager
+async def open_scenario(
+    request: pytest.FixtureRequest,
+    infrastructure: Infrastructure,
+    results: Results,
+    *,
+    bootstrap: str,
+    partitions: int = 3,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
 ) -> AsyncIterator[Scenario]:
+    """A scenario's topics (on the brokers of ``bootstrap``), database, ports and logs."""
     await infrastructure.ensure_started()
     name = request.node.name.removeprefix("test_")
     run = unique("r")
     kafka = KafkaConfig(
-        bootstrap_servers=infrastructure.bootstrap,
+        bootstrap_servers=bootstrap,
         topic_cadastro=f"{run}.cadastro-produtos",
         topic_persistidos=f"{run}.produtos-persistidos",
         topic_dlq=f"{run}.cadastro-produtos.dlq",
-        partitions=3,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        min_insync_replicas=min_insync_replicas,
     )
     await ensure_topics(kafka)
     database = await create_database(infrastructure.server_url)
@@ -86,6 +97,16 @@ async def scenario(
             scenario.discard()
             await infrastructure.ensure_started()
             await drop_database(database, infrastructure.server_url)
+
+
+@pytest.fixture
+async def scenario(
+    request: pytest.FixtureRequest, infrastructure: Infrastructure, results: Results
+) -> AsyncIterator[Scenario]:
+    async with open_scenario(
+        request, infrastructure, results, bootstrap=infrastructure.bootstrap
+    ) as scenario:
+        yield scenario
 
 
 def pytest_terminal_summary(terminalreporter: TerminalReporter, config: pytest.Config) -> None:

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import aiohttp
 from dotenv import dotenv_values
 
-from ..helpers import ROOT, eventually
+from ..helpers import ROOT, eventually, free_ports
 
 PYTHON = Path(sys.executable)
 # The suite's own broker and PostgreSQL server: it stops and kills them, so they must never
@@ -39,6 +40,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def run_script(script: str, action: str, env: Mapping[str, str]) -> None:
+    """``scripts/<script>.sh <action>``, failing with its output."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / f"{script}.sh"), action],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(
+            f"scripts/{script}.sh {action} failed ({done.returncode}):\n"
+            f"{done.stdout}\n{done.stderr}"
+        )
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -70,32 +90,17 @@ class Infrastructure:
     # Set when a scenario stopped one of them; the next scenario starts it again first.
     disturbed: bool = False
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            FLUXO_RUN_DIR=str(self.run_dir),
-            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
-            KAFKA_CONTROLLER_PORT=str(KAFKA_CONTROLLER_PORT),
-            DATABASE_URL=self.server_url,
-        )
-        return env
-
     def run(self, script: str, action: str) -> None:
-        done = subprocess.run(
-            [str(ROOT / "scripts" / f"{script}.sh"), action],
-            cwd=ROOT,
-            env=self._env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+        run_script(
+            script,
+            action,
+            {
+                "FLUXO_RUN_DIR": str(self.run_dir),
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "KAFKA_CONTROLLER_PORT": str(KAFKA_CONTROLLER_PORT),
+                "DATABASE_URL": self.server_url,
+            },
         )
-        if done.returncode != 0:
-            raise AssertionError(
-                f"scripts/{script}.sh {action} failed ({done.returncode}):\n"
-                f"{done.stdout}\n{done.stderr}"
-            )
 
     def start(self) -> None:
         self.run("postgres", "start")
@@ -136,6 +141,73 @@ class Infrastructure:
 
 
 @dataclass
+class Cluster:
+    """A Kafka cluster of the suite's own, three KRaft nodes run by scripts/kafka.sh
+    (``KAFKA_BROKERS=3``) on six consecutive free ports, with small heaps."""
+
+    nodes: int = 3
+    heap_mb: int = 288
+    run_dir: Path = RUN_DIR / "cluster"
+    port: int = field(default_factory=lambda: free_ports(6))  # node n: port + 2(n - 1)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"localhost:{self.port + 2 * n}" for n in range(self.nodes))
+
+    def run(self, action: str) -> None:
+        run_script(
+            "kafka",
+            action,
+            {
+                "FLUXO_RUN_DIR": str(self.run_dir),
+                "KAFKA_BROKERS": str(self.nodes),
+                "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{self.port}",
+                "KAFKA_CONTROLLER_PORT": str(self.port + 1),
+                "KAFKA_HEAP_MB": str(self.heap_mb),
+            },
+        )
+
+    def start_afresh(self) -> None:
+        self.run("stop")  # one left running by an interrupted session
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True)
+        self.run("start")
+
+    async def start(self) -> None:
+        """Start the nodes that are not running; wait until all answer."""
+        await asyncio.to_thread(self.run, "start")
+
+    def stop(self) -> None:
+        self.run("stop")
+
+    def pid(self, node: int) -> int:
+        return int((self.run_dir / f"kafka-{node}.pid").read_text())
+
+    def kill(self, node: int) -> None:
+        """SIGKILL one node, like a crash; returns once the process is gone."""
+        pid = self.pid(node)
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except FileNotFoundError:
+                return
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return  # a zombie: gone, waiting for its parent
+            time.sleep(0.05)
+        raise AssertionError(f"kafka-{node} (pid {pid}) still running after SIGKILL")
+
+    def rss_mb(self) -> list[float]:
+        """The resident memory of each node, MiB."""
+        sizes = []
+        for node in range(1, self.nodes + 1):
+            status = Path(f"/proc/{self.pid(node)}/status").read_text()
+            kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+            sizes.append(int(kib) / 1024)
+        return sizes
+
+
+@dataclass
 class ServiceProcess:
     """One service as a real process, logging to a file of its own per start."""
 
@@ -145,6 +217,7 @@ class ServiceProcess:
     log_dir: Path
     http: aiohttp.ClientSession
     logs: list[Path] = field(default_factory=list)
+    label: str = ""  # names its log files when several instances run: "api-2"
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -156,12 +229,17 @@ class ServiceProcess:
         return self.logs[-1]
 
     @property
+    def pid(self) -> int:
+        assert self._process is not None, f"{self.name} was never started"
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
         assert not self.running, f"{self.name} is already running"
-        path = self.log_dir / f"{self.name}-{len(self.logs) + 1}.log"
+        path = self.log_dir / f"{self.label or self.name}-{len(self.logs) + 1}.log"
         self.logs.append(path)
         with path.open("ab") as log:
             self._process = subprocess.Popen(

@@ -20,7 +20,7 @@ from services.common.config import KafkaConfig
 from services.common.transform import format_timestamp, kafka_timestamp
 
 from ..helpers import TOKEN, TopicReader, eventually
-from .harness import SETTINGS, Infrastructure, ServiceProcess, tail
+from .harness import SETTINGS, Infrastructure, ServiceProcess, free_port, tail
 from .workload import POISON_STAGES, Expected, Stream, Workload, build_workload
 
 T = TypeVar("T")
@@ -55,6 +55,8 @@ class Row:
 @dataclass
 class Results:
     rows: list[Row] = field(default_factory=list)
+    # Figures of the scenarios beyond the table's columns, one line each.
+    notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     seconds: float | None = None
 
@@ -71,6 +73,9 @@ class Results:
             f"| {r.dead_lettered} | {r.seconds:.1f} s |"
             for r in self.rows
         ]
+        if self.notes:
+            lines.append("")
+            lines += [f"- {note}" for note in self.notes]
         if self.seconds is not None:
             lines.append(
                 f"\nWhole suite: {len(self.rows)} scenarios in {self.seconds:.0f} s "
@@ -96,6 +101,7 @@ class Scenario:
     _unchanged_before: float = 0.0
     _api: ServiceProcess | None = None
     _scheduler: ServiceProcess | None = None
+    _extra: list[ServiceProcess] = field(default_factory=list)  # further replicas
 
     # --- processes ---------------------------------------------------------------
 
@@ -113,6 +119,8 @@ class Scenario:
             KAFKA_TOPIC_PRODUTOS_PERSISTIDOS=self.kafka.topic_persistidos,
             KAFKA_TOPIC_DLQ=self.kafka.topic_dlq,
             KAFKA_TOPIC_PARTITIONS=str(self.kafka.partitions),
+            KAFKA_TOPIC_REPLICATION_FACTOR=str(self.kafka.replication_factor),
+            KAFKA_TOPIC_MIN_INSYNC_REPLICAS=str(self.kafka.min_insync_replicas),
             KAFKA_CONSUMER_GROUP=self.consumer_group,
             DATABASE_URL=self.database_url,
             DATABASE_POOL_SIZE="4",
@@ -126,6 +134,42 @@ class Scenario:
 
     def _service(self, name: str, port: int) -> ServiceProcess:
         return ServiceProcess(name, port, self.env(), self.log_dir, self.http)
+
+    def replicas(
+        self, apis: int, schedulers: int
+    ) -> tuple[list[ServiceProcess], list[ServiceProcess]]:
+        """Several APIs (the first is ``api``) and schedulers (the first is ``scheduler``),
+        each on a port of its own; every scheduler lists every API in its API_URL."""
+        api_ports = [self.api_port] + [free_port() for _ in range(apis - 1)]
+        env = {**self.env(), "API_URL": ",".join(f"http://127.0.0.1:{p}" for p in api_ports)}
+        self._api = self.api
+        self._scheduler = self.scheduler
+        self._api.env = env
+        self._scheduler.env = env
+        self._api.label, self._scheduler.label = "api-1", "scheduler-1"
+        self._extra = [
+            ServiceProcess(
+                "api",
+                port,
+                {**env, "API_PORT": str(port)},
+                self.log_dir,
+                self.http,
+                label=f"api-{n}",
+            )
+            for n, port in enumerate(api_ports[1:], start=2)
+        ] + [
+            ServiceProcess(
+                "scheduler",
+                port,
+                {**env, "SCHEDULER_PORT": str(port)},
+                self.log_dir,
+                self.http,
+                label=f"scheduler-{n}",
+            )
+            for n, port in enumerate((free_port() for _ in range(schedulers - 1)), start=2)
+        ]
+        every = [self._api, self._scheduler, *self._extra]
+        return [s for s in every if s.name == "api"], [s for s in every if s.name == "scheduler"]
 
     @property
     def api(self) -> ServiceProcess:
@@ -141,7 +185,7 @@ class Scenario:
 
     @property
     def services(self) -> list[ServiceProcess]:
-        return [s for s in (self._api, self._scheduler) if s is not None]
+        return [s for s in (self._api, self._scheduler, *self._extra) if s is not None]
 
     async def start_services(self) -> None:
         self.api.start()
@@ -153,6 +197,12 @@ class Scenario:
         """POST to the API with the token; the status and the JSON answer."""
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with self.http.post(self.api.url + path, json=body, headers=headers) as response:
+            return response.status, await response.json()
+
+    async def get_json(self, service: ServiceProcess, path: str) -> tuple[int, Any]:
+        """GET a protected endpoint of a service with the token; the status and the JSON."""
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with self.http.get(service.url + path, headers=headers) as response:
             return response.status, await response.json()
 
     async def api_unchanged(self) -> float:
@@ -262,7 +312,7 @@ class Scenario:
             return left == 0
 
         await self.eventually(outbox_empty, within=30, what="the outbox emptied")
-        self._assert_clean_logs()
+        self.assert_clean_logs()
 
         result = Row(
             scenario=self.name,
@@ -342,7 +392,7 @@ class Scenario:
             assert source in placements, f"{record.key!r}: {source} not in {placements}"
         return records
 
-    def _assert_clean_logs(self) -> None:
+    def assert_clean_logs(self) -> None:
         """No 500 answered, no crash: what the contract rules out, whatever the fault.
 
         (Libraries' own warnings may carry a traceback: asyncpg's pool logs one each time

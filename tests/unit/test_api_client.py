@@ -255,3 +255,134 @@ async def test_an_api_that_does_not_answer_in_time_raises_transient_error(
                 await client.persist(batch(2), TRACE)
         finally:
             release.set()
+
+
+# --- several API URLs: spreading and failover ---------------------------------------------
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def replicas(
+    aiohttp_server: AiohttpServer, *answers: Answer
+) -> tuple[list[str], list[StandInApi]]:
+    stand_ins, urls = [], []
+    for answer in answers:
+        stand_in = StandInApi(answer)
+        app = web.Application()
+        app.router.add_post(BATCH_PATH, stand_in.handle)
+        app.router.add_get("/health", health)
+        server = await aiohttp_server(app)
+        stand_ins.append(stand_in)
+        urls.append(str(server.make_url("")).rstrip("/"))
+    return urls, stand_ins
+
+
+async def test_batches_are_spread_round_robin_over_the_api_urls(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    urls, (first, second) = await replicas(aiohttp_server, results, results)
+    client = ApiClient(session, urls, TOKEN)
+
+    for _ in range(4):
+        assert await client.persist(batch(1), TRACE) == []
+
+    assert (len(first.batches), len(second.batches)) == (2, 2)
+
+
+async def test_a_replica_that_refuses_connections_is_set_aside_and_the_batch_goes_to_another(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    urls, (live,) = await replicas(aiohttp_server, results)
+    dead = f"http://127.0.0.1:{unused_port()}"
+    clock = Clock()
+    client = ApiClient(session, [dead, *urls], TOKEN, clock=clock)
+
+    for _ in range(4):  # the first attempt finds the dead one, the rest skip it
+        assert await client.persist(batch(2), TRACE) == []
+
+    assert len(live.batches) == 4
+    assert client.endpoints[0].failures == 1
+    assert client.endpoints[0].down_until == clock.now + 1.0
+
+
+async def test_a_replica_set_aside_is_tried_again_after_its_cool_down_and_used_when_it_answers(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    failing = {"on": True}
+
+    def flaky(ids: list[str]) -> web.Response:
+        return refused(503, "unavailable") if failing["on"] else results(ids)
+
+    urls, (flaky_api, steady_api) = await replicas(aiohttp_server, flaky, results)
+    clock = Clock()
+    client = ApiClient(session, urls, TOKEN, clock=clock)
+
+    await client.persist(batch(1), TRACE)  # flaky answers 503: set aside for 1 s
+    await client.persist(batch(1), TRACE)
+    assert (len(flaky_api.batches), len(steady_api.batches)) == (1, 2)
+
+    clock.now += 1.0
+    await client.persist(batch(1), TRACE)  # tried again, fails again: set aside for 2 s
+    assert client.endpoints[0].down_until == clock.now + 2.0
+
+    failing["on"] = False
+    clock.now += 2.0
+    before = len(flaky_api.batches)
+    for _ in range(4):
+        await client.persist(batch(1), TRACE)
+    assert client.endpoints[0].failures == 0
+    assert len(flaky_api.batches) - before == 2  # back in the rotation
+
+
+async def test_when_every_replica_fails_each_is_tried_once_and_the_batch_is_transient(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    urls, apis = await replicas(
+        aiohttp_server, lambda ids: refused(503, "later"), lambda ids: refused(502, "later")
+    )
+    client = ApiClient(session, [*urls, f"http://127.0.0.1:{unused_port()}"], TOKEN)
+
+    with pytest.raises(TransientError):
+        await client.persist(batch(2), TRACE)
+    assert [len(api.batches) for api in apis] == [1, 1]
+
+    # All set aside: the next batch still tries every one (the soonest back first).
+    with pytest.raises(TransientError):
+        await client.persist(batch(2), TRACE)
+    assert [len(api.batches) for api in apis] == [2, 2]
+
+
+async def test_a_record_refused_for_its_content_is_not_sent_to_another_replica(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    urls, (first, second) = await replicas(
+        aiohttp_server, lambda ids: refused(400), lambda ids: refused(400)
+    )
+    client = ApiClient(session, urls, TOKEN)
+
+    poison = await client.persist(batch(1), TRACE)
+
+    assert len(poison) == 1
+    assert len(first.batches) + len(second.batches) == 1
+
+
+async def test_the_api_is_reachable_while_any_replica_answers_health(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    urls, _ = await replicas(aiohttp_server, results)
+    dead = f"http://127.0.0.1:{unused_port()}"
+
+    assert await ApiClient(session, [dead, *urls], TOKEN).reachable()
+    assert not await ApiClient(session, [dead], TOKEN).reachable()

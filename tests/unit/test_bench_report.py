@@ -9,6 +9,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from bench import scaling
 from bench.profile import flame_svg, parse_collapsed, summarize
 from bench.records import batch_bodies, batch_rows, id_prefix, records
 from bench.report import (
@@ -360,3 +361,19 @@ def test_batch_bodies_are_what_the_scheduler_posts_and_what_the_api_persists() -
     rows = batch_rows(bodies[2])
     assert [product["id"] for product, _ in rows] == ["bench-r1-4"]
     assert rows[0][1] is not None and rows[0][1].partition == 0
+
+
+def test_the_scaling_table_gives_each_phase_its_ratio_to_one_instance() -> None:
+    results = [
+        scaling.Result("schedulers", 1, 1000, 2.0, 0.2),
+        scaling.Result("schedulers", 2, 1000, 1.0, 0.3),
+        scaling.Result("relays", 1, 2000, 1.0, 0.1, slots=16),
+        scaling.Result("relays", 3, 2000, 2.0, 0.1, slots=16),
+    ]
+
+    table = scaling.render(results, {"load_before": (1.0,), "load_after": (2.0,)})
+
+    assert "| schedulers (2 APIs) | 1 | 1,000 | 2.0 | 500 | 1.00 | 200 |" in table
+    assert "| schedulers (2 APIs) | 2 | 1,000 | 1.0 | 1,000 | 2.00 | 300 |" in table
+    assert "| relays (16 slots) | 1 | 2,000 | 1.0 | 2,000 | 1.00 | 50 |" in table
+    assert "| relays (16 slots) | 3 | 2,000 | 2.0 | 1,000 | 0.50 | 50 |" in table

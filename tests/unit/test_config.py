@@ -56,6 +56,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             "KAFKA_TOPIC_DLQ": "entrada.dlq",
             "KAFKA_TOPIC_PARTITIONS": "12",
             "KAFKA_TOPIC_REPLICATION_FACTOR": "3",
+            "KAFKA_TOPIC_MIN_INSYNC_REPLICAS": "2",
             "RETRY_INITIAL_DELAY": "0.5",
             "RETRY_MAX_DELAY": "30",
             "DATABASE_POOL_SIZE": "20",
@@ -76,6 +77,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             topic_dlq="entrada.dlq",
             partitions=12,
             replication_factor=3,
+            min_insync_replicas=2,
         ),
         retry=RetryConfig(initial_delay=0.5, max_delay=30.0),
         database_pool_size=20,
@@ -111,6 +113,21 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         in_flight_batches=4,
         request_timeout=2.5,
     )
+
+
+def test_api_url_may_list_several_replicas_separated_by_commas() -> None:
+    config = SchedulerConfig.from_env(
+        {"API_TOKEN": TOKEN, "API_URL": "http://api-1:8000/, http://api-2:8000"}
+    )
+
+    assert config.api_urls == ("http://api-1:8000", "http://api-2:8000")
+    assert SchedulerConfig.from_env({"API_TOKEN": TOKEN}).api_urls == ("http://localhost:8000",)
+
+
+@pytest.mark.parametrize("value", ["http://api-1:8000,", "api-1:8000", "http://a:1,,http://b:2"])
+def test_an_api_url_list_with_a_blank_or_schemeless_entry_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^API_URL must list http"):
+        SchedulerConfig.from_env({"API_TOKEN": TOKEN, "API_URL": value})
 
 
 def test_an_empty_variable_counts_as_unset() -> None:

@@ -1,0 +1,388 @@
+"""``python -m bench --scaling``: throughput with 1, 2 and 3 schedulers, and with 1 to 3 relays.
+
+Runs against the Kafka and PostgreSQL of ``make up`` but starts its own service processes
+(on free ports, with topics and a database of its own, deleted at the end), so the figures
+of the instances compare within one run:
+
+- *Schedulers*: two API replicas, then 1, 2 or 3 schedulers in a fresh consumer group on a
+  fresh 6-partition topic; once every scheduler holds partitions, N records are produced at
+  full speed and the phase lasts until the last one is in ``products``.
+- *Relays*: 1, 2 or 3 API replicas (one outbox relay each, sharing the relay slots) and no
+  scheduler; once their slots cover all K, N events are written to the outbox in one
+  transaction and the phase lasts until the outbox is empty (every event acknowledged by
+  Kafka).
+
+CPU is the user + system time of the services, every ``postgres`` process and Kafka during
+the phase, per 1,000 records: the figure to compare on a shared machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.common.config import KafkaConfig, local_environ
+from services.common.kafka import create_producer, ensure_topics
+
+from .procs import BROKER, CLOCK_TICKS, cpu_ticks, load_average, pid_of, postgres_ticks
+from .records import records
+from .settings import ROOT, RUN_DIR
+
+log = logging.getLogger("bench.scaling")
+
+PARTITIONS = 6
+LOG_DIR = RUN_DIR / "bench-scaling"
+
+
+@dataclass
+class Result:
+    phase: str  # "schedulers" or "relays"
+    instances: int
+    records: int
+    seconds: float
+    cpu_seconds: float
+    slots: int = 0
+
+    @property
+    def throughput(self) -> float:
+        return self.records / self.seconds
+
+    @property
+    def cpu_ms_per_1000(self) -> float:
+        return self.cpu_seconds * 1000 / self.records * 1000
+
+
+async def poll_until(
+    check: Callable[[], Awaitable[object]], *, every: float, what: str, within: float = 600
+) -> None:
+    """Until ``check()`` is truthy; fails naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {within:.0f} s")
+        await asyncio.sleep(every)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Service:
+    """One service process of the benchmark's own."""
+
+    module: str  # "api" or "scheduler"
+    label: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        port_name = "API_PORT" if self.module == "api" else "SCHEDULER_PORT"
+        with (LOG_DIR / f"{self.label}.log").open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.module}"],
+                cwd=ROOT,
+                env={**os.environ, **self.env, port_name: str(self.port)},
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def ready(self, http: aiohttp.ClientSession) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.label} exited; see {LOG_DIR}/{self.label}.log")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(self.url + "/ready") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{self.label} not ready within 90 s")
+
+    def ticks(self) -> int:
+        return cpu_ticks(self.process.pid) if self.process is not None else 0
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Machine:
+    """CPU ticks of the benchmark's services, PostgreSQL and Kafka."""
+
+    def __init__(self, services: Sequence[Service]) -> None:
+        self._services = services
+        self._kafka = pid_of("kafka", BROKER["kafka"])
+
+    def ticks(self) -> int:
+        return (
+            sum(s.ticks() for s in self._services)
+            + sum(postgres_ticks().values())
+            + cpu_ticks(self._kafka)
+        )
+
+
+@dataclass
+class Bench:
+    env: dict[str, str]
+    run_id: str
+    database_url: str
+    http: aiohttp.ClientSession
+    services: list[Service] = field(default_factory=list)
+
+    def kafka(self, name: str) -> KafkaConfig:
+        return KafkaConfig(
+            bootstrap_servers=self.env["KAFKA_BOOTSTRAP_SERVERS"],
+            topic_cadastro=f"bench-scaling-{self.run_id}-{name}.cadastro-produtos",
+            topic_persistidos=f"bench-scaling-{self.run_id}-{name}.produtos-persistidos",
+            topic_dlq=f"bench-scaling-{self.run_id}-{name}.cadastro-produtos.dlq",
+            partitions=PARTITIONS,
+        )
+
+    def service_env(self, kafka: KafkaConfig) -> dict[str, str]:
+        return {
+            **self.env,
+            "DATABASE_URL": self.database_url,
+            "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
+            "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
+            "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
+            "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
+            "LOG_LEVEL": "WARNING",
+        }
+
+    async def start(self, module: str, count: int, env: dict[str, str]) -> list[Service]:
+        started = [
+            Service(module, f"{module}-{len(self.services) + n + 1}", env) for n in range(count)
+        ]
+        for service in started:
+            service.start()
+        self.services += started
+        for service in started:
+            await service.ready(self.http)
+        return started
+
+    def stop(self, services: Sequence[Service]) -> None:
+        for service in services:
+            service.stop()
+            self.services.remove(service)
+
+    async def sql(self, query: str) -> int:
+        """The single value of a query (an int or a bool)."""
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            value: int = await conn.fetchval(query)
+            return value
+        finally:
+            await conn.close()
+
+    async def schedulers(self, count: int, records_count: int) -> Result:
+        kafka = self.kafka(f"s{count}")
+        await ensure_topics(kafka)
+        env = self.service_env(kafka)
+        apis = await self.start("api", 2, env)
+        env["API_URL"] = ",".join(api.url for api in apis)
+        env["KAFKA_CONSUMER_GROUP"] = f"bench-scaling-{self.run_id}-s{count}"
+        schedulers = await self.start("scheduler", count, env)
+        token = self.env["API_TOKEN"]
+        await self._all_assigned(schedulers, token)
+        before = await self.sql("SELECT count(*) FROM products")
+        machine = Machine([*apis, *schedulers])
+        ticks, started = machine.ticks(), time.monotonic()
+        producer = create_producer(kafka)
+        await producer.start()
+        try:
+            deliveries = [
+                await producer.send(kafka.topic_cadastro, value, key=key)
+                for key, value in records(f"{self.run_id}s{count}", 0, records_count)
+            ]
+            await asyncio.gather(*deliveries)
+        finally:
+            await producer.stop()
+        target = before + records_count
+        await poll_until(
+            lambda: self.sql(f"SELECT count(*) >= {target} FROM products"),
+            every=0.1,
+            what=f"{records_count} records persisted",
+        )
+        seconds = time.monotonic() - started
+        cpu = (machine.ticks() - ticks) / CLOCK_TICKS
+        self.stop([*schedulers, *apis])
+        return Result("schedulers", count, records_count, seconds, cpu)
+
+    async def _all_assigned(self, schedulers: Sequence[Service], token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            held = []
+            for scheduler in schedulers:
+                async with self.http.get(scheduler.url + "/status", headers=headers) as response:
+                    held += (await response.json())["partitions"]
+            if len(held) == PARTITIONS:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("the schedulers did not share the partitions within 60 s")
+
+    async def relays(self, count: int, events: int) -> Result:
+        kafka = self.kafka(f"r{count}")
+        await ensure_topics(kafka)
+        apis = await self.start("api", count, self.service_env(kafka))
+        slots = await self.sql("SELECT slots FROM outbox_relay_config")
+        await poll_until(
+            lambda: self.sql(f"SELECT ({RELAYS_HOLDING}) >= {min(count, slots)}"),
+            every=0.2,
+            what="the relays sharing the slots",
+            within=60,
+        )
+        await asyncio.sleep(2)  # the last rebalance settles
+        document = next(iter(records(self.run_id, 0, 1)))[1].decode()
+        machine = Machine(apis)
+        ticks, started = machine.ticks(), time.monotonic()
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await conn.execute(
+                "INSERT INTO outbox (topic, key, payload)"
+                " SELECT $1, 'r' || $2 || '-' || g, $3::json FROM generate_series(1, $4) g",
+                kafka.topic_persistidos,
+                str(count),
+                document,
+                events,
+            )
+        finally:
+            await conn.close()
+        await poll_until(
+            lambda: self.sql("SELECT count(*) = 0 FROM outbox"), every=0.05, what="outbox drained"
+        )
+        seconds = time.monotonic() - started
+        cpu = (machine.ticks() - ticks) / CLOCK_TICKS
+        self.stop(apis)
+        return Result("relays", count, events, seconds, cpu, slots)
+
+
+# How many relays hold slots (distinct sessions holding a slot lock).
+RELAYS_HOLDING = (
+    "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+    " AND classid::bigint = 720431102"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str, name: str) -> AsyncIterator[str]:
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def delete_topics(bootstrap: str, run_id: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(f"bench-scaling-{run_id}-")]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()
+
+
+async def run_scaling(
+    instances: Sequence[int], records_count: int, events: int
+) -> tuple[list[Result], dict[str, object]]:
+    env = local_environ(ROOT)
+    run_id = uuid.uuid4().hex[:8]
+    load_before = load_average()
+    results: list[Result] = []
+    async with (
+        scratch_database(env["DATABASE_URL"], f"bench_scaling_{run_id}") as database,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+    ):
+        bench = Bench(env, run_id, database, http)
+        try:
+            for count in instances:
+                results.append(await bench.schedulers(count, records_count))
+                log.info("%d scheduler(s): %.0f records/s", count, results[-1].throughput)
+            for count in instances:
+                results.append(await bench.relays(count, events))
+                log.info("%d relay(s): %.0f events/s", count, results[-1].throughput)
+        finally:
+            bench.stop(list(bench.services))
+            await delete_topics(env["KAFKA_BOOTSTRAP_SERVERS"], run_id)
+    context: dict[str, object] = {
+        "load_before": load_before,
+        "load_after": load_average(),
+        "run_id": run_id,
+    }
+    return results, context
+
+
+def render(results: Sequence[Result], context: dict[str, object]) -> str:
+    lines = [
+        "| phase | instances | records | seconds | records/s | vs 1 instance "
+        "| CPU ms per 1,000 records |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    base: dict[str, float] = {}
+    for result in results:
+        base.setdefault(result.phase, result.throughput)
+        what = (
+            "schedulers (2 APIs)"
+            if result.phase == "schedulers"
+            else f"relays ({result.slots} slots)"
+        )
+        lines.append(
+            f"| {what} | {result.instances} | {result.records:,} | {result.seconds:.1f} "
+            f"| {result.throughput:,.0f} | {result.throughput / base[result.phase]:.2f} "
+            f"| {result.cpu_ms_per_1000:,.0f} |"
+        )
+    lines.append(
+        f"\nLoad average before and after: {context['load_before']} / {context['load_after']}."
+    )
+    return "\n".join(lines)
+
+
+def main(instances: Sequence[int], records_count: int, events: int) -> str:
+    results, context = asyncio.run(run_scaling(instances, records_count, events))
+    markdown = render(results, context)
+    out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-scaling.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown + "\n", encoding="utf-8")
+    return markdown
