@@ -41,7 +41,10 @@ def settings_help(load_config: Callable[[Mapping[str, str]], object]) -> str:
             if name in catalog or not name.isupper():
                 raise
             catalog[name] = "stand-in"
-    catalog.defaults.setdefault("LOG_LEVEL", "INFO")  # read by run() itself
+    # Read by run() itself.
+    catalog.defaults.setdefault("LOG_LEVEL", "INFO")
+    catalog.defaults.setdefault("LOG_FORMAT", "text")
+    catalog.defaults.setdefault("OTEL_EXPORTER_OTLP_ENDPOINT", "")
     width = max(len(variable) for variable in catalog.defaults)
     return "\n".join(
         f"  {variable:<{width}}  {default or '(empty)'}"

@@ -107,6 +107,7 @@ async def test_the_scheduler_document_is_valid_and_lists_every_answer(
         spec,
         {
             "GET /status": {"200", "401"},
+            "GET /status/flow": {"200", "401"},
             "POST /consumer/pause": {"200", "401"},
             "POST /consumer/resume": {"200", "401"},
             "POST /consumer/replay": BODY_STATUSES | {"200", "503"},
