@@ -130,18 +130,23 @@ async def persist(
     request: web.Request,
     items: list[tuple[TransformedProduct, Source | None]],
     read_back: bool = False,
-) -> tuple[dict[str, Outcome], str | None]:
+) -> tuple[list[Outcome], str | None]:
     """Upsert the records and enqueue their events in one transaction.
 
-    With ``read_back``, also returns the persisted document of the first record.
+    Returns the outcome of each item and, with ``read_back``, the persisted document of
+    the first one.
     """
     app = request.app
-    async with app[DATABASE].connection() as conn, conn.transaction():
+
+    async def write(conn: asyncpg.Connection) -> tuple[list[Outcome], str | None]:
         outcomes = await repository.upsert_products(
             conn, items, app[CONFIG].kafka.topic_persistidos
         )
         document = await repository.product_document(conn, items[0][0]["id"]) if read_back else None
-    for outcome in outcomes.values():
+        return outcomes, document
+
+    outcomes, document = await app[DATABASE].in_transaction(write, what="persisting products")
+    for outcome in outcomes:
         app[METRICS].inc("persisted_records_total", outcome=outcome.value)
     return outcomes, document
 
@@ -166,7 +171,7 @@ async def persist_one(request: web.Request) -> web.Response:
         outcomes, document = await persist(request, [(product, None)], read_back=True)
     except REFUSED_BY_DATABASE as exc:
         raise ApiError(422, f"The database refused the record: {exc}") from None
-    outcome = outcomes[product["id"]]
+    outcome = outcomes[0]
     log.info("product %s %s trace=%s", product["id"], outcome.value, trace_id(request))
     return json_response(
         {"status": outcome.value, "product": jsoncodec.loads(document or "null")},
@@ -196,6 +201,7 @@ async def persist_batch(request: web.Request) -> web.Response:
         )
     results: list[dict[str, Any]] = []
     valid: list[tuple[TransformedProduct, Source | None]] = []
+    pending: list[dict[str, Any]] = []  # the results of the valid items, in their order
     for index, item in enumerate(items):
         try:
             product, source = load_item(item)
@@ -214,15 +220,16 @@ async def persist_batch(request: web.Request) -> web.Response:
             )
             continue
         valid.append((product, source))
-        results.append({"index": index, "id": product["id"], "status": None})
+        pending.append({"index": index, "id": product["id"]})
+        results.append(pending[-1])
     if valid:
-        outcomes, refused = await persist_batch_items(request, valid)
-        for result in results:
-            if result["id"] in refused and result["status"] is None:
+        outcomes = await persist_batch_items(request, valid)
+        for result, outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, Outcome):
+                result["status"] = outcome.value
+            else:
                 result["status"] = "rejected"
-                result["error"] = {"code": "refused", "message": refused[result["id"]]}
-            elif result["status"] is None:
-                result["status"] = outcomes[result["id"]].value
+                result["error"] = {"code": "refused", "message": outcome}
     rejected = len(items) - len(valid)
     log.info(
         "batch of %d records persisted, %d rejected trace=%s",
@@ -235,26 +242,25 @@ async def persist_batch(request: web.Request) -> web.Response:
 
 async def persist_batch_items(
     request: web.Request, items: list[tuple[TransformedProduct, Source | None]]
-) -> tuple[dict[str, Outcome], dict[str, str]]:
+) -> list[Outcome | str]:
     """Persist a batch in one transaction; if the database refuses it, one record at a time,
-    so that only the records at fault are refused. Returns outcomes and refusals by id."""
+    so that only the records at fault are refused. Returns, for each item, its outcome or
+    why the database refused it."""
     try:
-        outcomes, _ = await persist(request, items)
-        return outcomes, {}
+        return list((await persist(request, items))[0])
     except REFUSED_BY_DATABASE as exc:
         log.warning(
             "the database refused a batch (%s); persisting it record by record trace=%s",
             exc,
             trace_id(request),
         )
-    outcomes = {}
-    refused: dict[str, str] = {}
+    results: list[Outcome | str] = []
     for item in items:
         try:
-            outcomes.update((await persist(request, [item]))[0])
+            results.append((await persist(request, [item]))[0][0])
         except REFUSED_BY_DATABASE as exc:
-            refused[item[0]["id"]] = f"The database refused the record: {exc}"
-    return outcomes, refused
+            results.append(f"The database refused the record: {exc}")
+    return results
 
 
 def load_item(item: Any) -> tuple[TransformedProduct, Source | None]:

@@ -31,6 +31,8 @@ class Outcome(StrEnum):
 # inserted or changed. A row changes only for a newer source record (availability
 # timestamp, then offset) with different content, so a replay never regresses a row and a
 # duplicate writes no event. The published payload is built from the row as stored.
+# Rows are written (and so locked) in id order: two transactions writing the same products
+# wait for each other instead of deadlocking.
 UPSERT_PRODUCTS = """
 WITH input AS (
     SELECT * FROM unnest(
@@ -42,7 +44,7 @@ WITH input AS (
     INSERT INTO products AS p (
         id, name, description, price_amount, price_currency, stock_quantity,
         availability_timestamp, category, source_topic, source_partition, source_offset)
-    SELECT * FROM input
+    SELECT * FROM input ORDER BY id
     ON CONFLICT (id) DO UPDATE SET
         name = EXCLUDED.name,
         description = EXCLUDED.description,
@@ -80,36 +82,38 @@ SELECT product_document(p)::text AS document, p.id
 FROM products p WHERE p.id > $1 ORDER BY p.id LIMIT $2
 """
 
+Item = tuple[TransformedProduct, Source | None]
 
-def _latest_per_id(
-    items: Sequence[tuple[TransformedProduct, Source | None]],
-) -> dict[str, tuple[TransformedProduct, Source | None]]:
-    """One record per id (a statement may not touch a row twice): the newest wins."""
 
-    def rank(item: tuple[TransformedProduct, Source | None]) -> tuple[Any, int]:
-        product, source = item
+def newest_per_id(items: Sequence[Item]) -> dict[str, int]:
+    """For each id, the index of its newest item (source timestamp, then offset; the first
+    of equals): a statement may write a row only once, and the others lose to it."""
+
+    def rank(index: int) -> tuple[Any, int]:
+        product, source = items[index]
         return (product["availability"]["timestamp"], source.offset if source else -1)
 
-    latest: dict[str, tuple[TransformedProduct, Source | None]] = {}
-    for item in items:
-        key = item[0]["id"]
-        if key not in latest or rank(item) > rank(latest[key]):
-            latest[key] = item
-    return latest
+    newest: dict[str, int] = {}
+    for index, (product, _) in enumerate(items):
+        key = product["id"]
+        if key not in newest or rank(index) > rank(newest[key]):
+            newest[key] = index
+    return newest
 
 
 async def upsert_products(
-    conn: asyncpg.Connection,
-    items: Sequence[tuple[TransformedProduct, Source | None]],
-    topic: str,
-) -> dict[str, Outcome]:
-    """Persist a batch and enqueue its events; returns the outcome of each distinct id.
+    conn: asyncpg.Connection, items: Sequence[Item], topic: str
+) -> list[Outcome]:
+    """Persist a batch and enqueue its events; returns the outcome of each item, in order.
 
-    Run it inside a transaction: products and outbox commit together or not at all.
+    Of several items for one id, the newest is written; the others are answered
+    ``unchanged`` (they lost to it). Run it inside a transaction: products and outbox
+    commit together or not at all.
     """
-    latest = _latest_per_id(items)
+    newest = newest_per_id(items)
     columns: list[list[Any]] = [[] for _ in range(11)]
-    for product, source in latest.values():
+    for product_id in sorted(newest):
+        product, source = items[newest[product_id]]
         row = (
             product["id"],
             product["name"],
@@ -126,9 +130,9 @@ async def upsert_products(
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     written = await conn.fetch(UPSERT_PRODUCTS, *columns, topic)
-    outcomes = dict.fromkeys(latest, Outcome.UNCHANGED)
+    outcomes = [Outcome.UNCHANGED] * len(items)
     for row in written:
-        outcomes[row["id"]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
+        outcomes[newest[row["id"]]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
     return outcomes
 
 

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from .config import KafkaConfig, RetryConfig
 from .http import Unavailable
-from .retry import retry_forever
+from .retry import retry
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class ManagedProducer:
                 raise
             return producer
 
-        self._producer = await retry_forever(
+        self._producer = await retry(
             attempt, what="connecting to Kafka", config=self._retry, log=log
         )
         log.info("connected to Kafka at %s", self._config.bootstrap_servers)

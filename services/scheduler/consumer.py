@@ -23,7 +23,7 @@ from aiokafka.structs import OffsetAndMetadata
 from ..common.config import KafkaConfig
 from ..common.http import Metrics, Unavailable, new_trace_id
 from ..common.kafka import ManagedProducer, ensure_topics
-from ..common.retry import backoff_delays, retry_forever
+from ..common.retry import backoff_delays, retry
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
 from .records import Poison, Work, dead_letter_headers, prepare
@@ -103,7 +103,7 @@ class ProductConsumer:
         self._stopping.set()
 
     async def _consume(self) -> None:
-        consumer = await retry_forever(
+        consumer = await retry(
             self._start_consumer,
             what="joining the consumer group",
             config=self._config.retry,
