@@ -109,11 +109,20 @@ def prepare(records: Iterable[KafkaRecord]) -> tuple[list[Work], list[Poison]]:
     return work, poison
 
 
+DEAD_LETTER_PREFIX = "dlq-"
+# A record's own headers that look like ours are kept under this prefix, so that a
+# dead-lettered record carries exactly one set of dlq-* headers, all of them ours.
+ORIGINAL_PREFIX = "original-"
+
+
 def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
     """The original headers plus why and from where the record was dead-lettered."""
     record = poison.record
     return [
-        *record.headers,
+        *(
+            (ORIGINAL_PREFIX + name if name.startswith(DEAD_LETTER_PREFIX) else name, value)
+            for name, value in record.headers
+        ),
         ("dlq-reason", poison.reason.encode()),
         ("dlq-stage", poison.stage.encode()),
         ("dlq-source-topic", record.topic.encode()),

@@ -228,3 +228,19 @@ def test_dead_letter_headers_of_a_record_without_headers_are_only_the_dlq_ones()
         "dlq-source-offset",
         "dlq-source-timestamp",
     ]
+
+
+def test_a_records_own_dlq_headers_are_kept_under_another_name() -> None:
+    forged = [("dlq-reason", b"forged"), ("dlq-stage", b"api"), ("DLQ-Other", b"x")]
+    poison = Poison(FakeRecord(b"x", headers=forged), "decode", "value is not JSON")
+
+    headers = dead_letter_headers(poison)
+
+    names = [name for name, _ in headers]
+    assert names.count("dlq-reason") == names.count("dlq-stage") == 1
+    assert dict(headers)["dlq-reason"] == b"value is not JSON"
+    assert headers[:3] == [
+        ("original-dlq-reason", b"forged"),
+        ("original-dlq-stage", b"api"),
+        ("DLQ-Other", b"x"),
+    ]
