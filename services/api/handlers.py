@@ -130,7 +130,7 @@ async def persist(
     request: web.Request,
     items: list[tuple[TransformedProduct, Source | None]],
     read_back: bool = False,
-) -> tuple[list[Outcome], str | None]:
+) -> tuple[list[Outcome], bytes | None]:
     """Upsert the records and enqueue their events in one transaction.
 
     Returns the outcome of each item and, with ``read_back``, the persisted document of
@@ -138,11 +138,11 @@ async def persist(
     """
     app = request.app
 
-    async def write(conn: asyncpg.Connection) -> tuple[list[Outcome], str | None]:
+    async def write(conn: asyncpg.Connection) -> tuple[list[Outcome], bytes | None]:
         outcomes = await repository.upsert_products(
             conn, items, app[CONFIG].kafka.topic_persistidos
         )
-        document = await repository.product_document(conn, items[0][0]["id"]) if read_back else None
+        document = await repository.read_product(conn, items[0][0]["id"]) if read_back else None
         return outcomes, document
 
     outcomes, document = await app[DATABASE].in_transaction(write, what="persisting products")
@@ -174,7 +174,7 @@ async def persist_one(request: web.Request) -> web.Response:
     outcome = outcomes[0]
     log.info("product %s %s trace=%s", product["id"], outcome.value, trace_id(request))
     return json_response(
-        {"status": outcome.value, "product": jsoncodec.loads(document or "null")},
+        {"status": outcome.value, "product": jsoncodec.Fragment(document or b"null")},
         status=STATUS[outcome],
     )
 
@@ -319,10 +319,10 @@ def _id_of(item: Any) -> str | None:
 async def get_product(request: web.Request) -> web.Response:
     product_id = request.match_info["id"]
     async with request.app[DATABASE].connection() as conn:
-        document = await repository.product_document(conn, product_id)
+        document = await repository.read_product(conn, product_id)
     if document is None:
         raise ApiError(404, f"No product with id {product_id!r}.")
-    return web.Response(text=document, content_type="application/json")
+    return web.Response(body=document, content_type="application/json")
 
 
 @routes.get("/produtos", allow_head=False)
@@ -352,11 +352,12 @@ async def list_products(request: web.Request) -> web.Response:
             422, "Invalid query.", fields={"limit": ["Must be an integer from 1 to 1000."]}
         )
     async with request.app[DATABASE].connection() as conn:
-        page = await repository.product_documents_page(conn, after, limit)
-    items = ",".join(document for _, document in page)
-    next_id = jsoncodec.dumps(page[-1][0]).decode() if len(page) == limit else "null"
-    return web.Response(
-        text=f'{{"items":[{items}],"next":{next_id}}}', content_type="application/json"
+        page = await repository.read_products_page(conn, after, limit)
+    return json_response(
+        {
+            "items": [jsoncodec.Fragment(document) for _, document in page],
+            "next": page[-1][0] if len(page) == limit else None,
+        }
     )
 
 

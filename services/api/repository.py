@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import asyncpg
 
+from ..common import jsoncodec
 from ..common.contracts import TransformedProduct
+from ..common.transform import format_timestamp
 
 
 @dataclass(frozen=True)
@@ -27,60 +29,81 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
 
 
-# One statement, one round trip: upsert the batch and write an outbox event for every row
-# inserted or changed. A row changes only for a newer source record (availability
-# timestamp, then offset) with different content, so a replay never regresses a row and a
-# duplicate writes no event. The published payload is built from the row as stored.
-# Rows are written (and so locked) in id order: two transactions writing the same products
-# wait for each other instead of deadlocking.
-UPSERT_PRODUCTS = """
+# What the persisted record is made of.
+DOCUMENT_COLUMNS = (
+    "p.id, p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity, "
+    "p.availability_timestamp, p.category"
+)
+
+# Upsert the batch in one statement. A row changes only for a newer source record
+# (availability timestamp, then offset) with different content, so a replay never regresses
+# a row and a duplicate changes nothing. Rows are written (and so locked) in id order: two
+# transactions writing the same products wait for each other instead of deadlocking. The
+# rows inserted or changed come back as stored, for their events.
+UPSERT_PRODUCTS = f"""
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
         $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[]
     ) AS t(id, name, description, price_amount, price_currency, stock_quantity,
            availability_timestamp, category, source_topic, source_partition, source_offset)
-), written AS (
-    INSERT INTO products AS p (
-        id, name, description, price_amount, price_currency, stock_quantity,
-        availability_timestamp, category, source_topic, source_partition, source_offset)
-    SELECT * FROM input ORDER BY id
-    ON CONFLICT (id) DO UPDATE SET
-        name = EXCLUDED.name,
-        description = EXCLUDED.description,
-        price_amount = EXCLUDED.price_amount,
-        price_currency = EXCLUDED.price_currency,
-        stock_quantity = EXCLUDED.stock_quantity,
-        availability_timestamp = EXCLUDED.availability_timestamp,
-        category = EXCLUDED.category,
-        source_topic = EXCLUDED.source_topic,
-        source_partition = EXCLUDED.source_partition,
-        source_offset = EXCLUDED.source_offset,
-        updated_at = now()
-    WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
-          > (p.availability_timestamp, coalesce(p.source_offset, -1))
-      AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
-           EXCLUDED.price_currency, EXCLUDED.stock_quantity,
-           EXCLUDED.availability_timestamp, EXCLUDED.category)
-          IS DISTINCT FROM
-          (p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity,
-           p.availability_timestamp, p.category)
-    RETURNING p AS product, p.xmax = 0 AS inserted
-), events AS (
-    INSERT INTO outbox (topic, key, payload)
-    SELECT $12, (w.product).id, product_document(w.product)
-    FROM written w
-    ORDER BY (w.product).id
 )
-SELECT (product).id AS id, inserted FROM written
+INSERT INTO products AS p (
+    id, name, description, price_amount, price_currency, stock_quantity,
+    availability_timestamp, category, source_topic, source_partition, source_offset)
+SELECT * FROM input ORDER BY id
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name,
+    description = EXCLUDED.description,
+    price_amount = EXCLUDED.price_amount,
+    price_currency = EXCLUDED.price_currency,
+    stock_quantity = EXCLUDED.stock_quantity,
+    availability_timestamp = EXCLUDED.availability_timestamp,
+    category = EXCLUDED.category,
+    source_topic = EXCLUDED.source_topic,
+    source_partition = EXCLUDED.source_partition,
+    source_offset = EXCLUDED.source_offset,
+    updated_at = now()
+WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
+      > (p.availability_timestamp, coalesce(p.source_offset, -1))
+  AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
+       EXCLUDED.price_currency, EXCLUDED.stock_quantity,
+       EXCLUDED.availability_timestamp, EXCLUDED.category)
+      IS DISTINCT FROM
+      (p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity,
+       p.availability_timestamp, p.category)
+RETURNING {DOCUMENT_COLUMNS}, p.xmax = 0 AS inserted
 """
 
-SELECT_DOCUMENT = "SELECT product_document(p)::text FROM products p WHERE p.id = $1"
-
-SELECT_DOCUMENTS_PAGE = """
-SELECT product_document(p)::text AS document, p.id
-FROM products p WHERE p.id > $1 ORDER BY p.id LIMIT $2
+# The events of the rows written, in id order, in the same transaction.
+INSERT_EVENTS = """
+INSERT INTO outbox (topic, key, payload)
+SELECT $1, key, payload::json FROM unnest($2::text[], $3::text[]) AS t(key, payload)
 """
+
+SELECT_PRODUCT = f"SELECT {DOCUMENT_COLUMNS} FROM products p WHERE p.id = $1"
+SELECT_PRODUCTS_PAGE = (
+    f"SELECT {DOCUMENT_COLUMNS} FROM products p WHERE p.id > $1 ORDER BY p.id LIMIT $2"
+)
+
+
+def encode_product(row: Mapping[str, Any]) -> bytes:
+    """The persisted record of a products row: the one encoding of it that GET answers,
+    list pages, POST answers and the events on produtos-persistidos all carry."""
+    return jsoncodec.dumps(
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row["description"],
+            "pricing": {"amount": row["price_amount"], "currency": row["price_currency"]},
+            "availability": {
+                "quantity": row["stock_quantity"],
+                "timestamp": format_timestamp(row["availability_timestamp"]),
+            },
+            "category": row["category"],
+        }
+    )
+
 
 Item = tuple[TransformedProduct, Source | None]
 
@@ -129,25 +152,33 @@ async def upsert_products(
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    written = await conn.fetch(UPSERT_PRODUCTS, *columns, topic)
+    written = await conn.fetch(UPSERT_PRODUCTS, *columns)
+    if written:
+        written = sorted(written, key=lambda row: row["id"])  # events in id order
+        await conn.execute(
+            INSERT_EVENTS,
+            topic,
+            [row["id"] for row in written],
+            [encode_product(row).decode() for row in written],
+        )
     outcomes = [Outcome.UNCHANGED] * len(items)
     for row in written:
         outcomes[newest[row["id"]]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
     return outcomes
 
 
-async def product_document(conn: asyncpg.Connection, product_id: str) -> str | None:
-    """The persisted record of a product as JSON text, or None."""
-    document: str | None = await conn.fetchval(SELECT_DOCUMENT, product_id)
-    return document
+async def read_product(conn: asyncpg.Connection, product_id: str) -> bytes | None:
+    """The persisted record of a product (``encode_product``), or None."""
+    row = await conn.fetchrow(SELECT_PRODUCT, product_id)
+    return encode_product(row) if row is not None else None
 
 
-async def product_documents_page(
+async def read_products_page(
     conn: asyncpg.Connection, after: str, limit: int
-) -> list[tuple[str, str]]:
-    """A page of persisted records in id order, after the given id: (id, JSON text)."""
-    rows = await conn.fetch(SELECT_DOCUMENTS_PAGE, after, limit)
-    return [(row["id"], row["document"]) for row in rows]
+) -> list[tuple[str, bytes]]:
+    """A page of persisted records in id order, after the given id: (id, document)."""
+    rows = await conn.fetch(SELECT_PRODUCTS_PAGE, after, limit)
+    return [(row["id"], encode_product(row)) for row in rows]
 
 
 # --- outbox -----------------------------------------------------------------

@@ -28,3 +28,5 @@ def loads(data: bytes | str) -> Any:
 
 
 JSONDecodeError = orjson.JSONDecodeError
+# JSON encoded already, embedded as it is in what ``dumps`` encodes.
+Fragment = orjson.Fragment
