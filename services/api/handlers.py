@@ -23,6 +23,7 @@ from ..common.contracts import (
     load_transformed,
 )
 from ..common.http import ApiError, Unavailable, invalid, json_response, read_json, trace_id
+from ..common.kafka import Outgoing
 from . import repository, schemas
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
 from .repository import Outcome, Source
@@ -80,19 +81,20 @@ async def produce_manual(request: web.Request) -> web.Response:
         product = load_manual(await read_json(request))
     except ValidationError as error:
         raise invalid(error) from None
-    producer = request.app[PRODUCER].get()
     record = dict(product)
     try:
         async with asyncio.timeout(MANUAL_SEND_TIMEOUT):
-            metadata = await producer.send_and_wait(
-                config.kafka.topic_cadastro,
-                value=jsoncodec.dumps(record),
-                key=product["productId"].encode(),
-                headers=[("trace-id", trace_id(request).encode())],
+            [metadata] = await request.app[PRODUCER].send(
+                [
+                    Outgoing(
+                        config.kafka.topic_cadastro,
+                        value=jsoncodec.dumps(record),
+                        key=product["productId"].encode(),
+                        headers=[("trace-id", trace_id(request).encode())],
+                    )
+                ]
             )
     except (KafkaError, TimeoutError) as exc:
-        if isinstance(exc, KafkaError):
-            request.app[PRODUCER].renew(producer)  # see ManagedProducer.renew
         log.warning(
             "producing product %s failed trace=%s: %s",
             product["productId"],

@@ -19,14 +19,15 @@ import asyncpg
 
 from ..common.config import RetryConfig
 from ..common.http import Metrics
-from ..common.kafka import ManagedProducer
-from ..common.retry import backoff_delays
+from ..common.kafka import ManagedProducer, Outgoing
+from ..common.retry import Stopped, retry, until_stopped
 from . import repository
 from .database import OUTBOX_RELAY_LOCK, Database
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "outbox"
+CONNECT_TIMEOUT = 10.0
 
 
 class OutboxRelay:
@@ -58,21 +59,23 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, database: Database) -> None:
-        await database.wait_open()  # the outbox table exists from then on
-        delays = backoff_delays(self._retry)
-        while not self._stopping.is_set():
-            try:
-                await self._run_connected()
-            except Exception as exc:
-                self._set_active(False)
-                delay = next(delays)
-                log.warning("outbox relay interrupted (%s); retrying in %.2fs", exc, delay)
-                await self._sleep(delay)
-            else:
-                delays = backoff_delays(self._retry)
+        """Relay until stopped; a lost connection or a failed delivery is retried."""
+        try:
+            # The outbox table exists once the database is open.
+            await until_stopped(database.wait_open(), self._stopping)
+            await retry(
+                self._run_connected,
+                what="relaying the outbox",
+                config=self._retry,
+                log=log,
+                stop=self._stopping,
+                on_failure=lambda _: self._set_active(False),
+            )
+        except Stopped:
+            pass
 
     async def _run_connected(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", OUTBOX_RELAY_LOCK):
                 # Another replica relays; take over if its session ends.
@@ -95,24 +98,20 @@ class OutboxRelay:
                 await asyncio.shield(conn.close())  # also releases the advisory lock
 
     async def _publish(self, rows: list[asyncpg.Record]) -> None:
-        producer = self._producer.get()
-        deliveries = [
-            await producer.send(
-                row["topic"],
-                value=row["payload"].encode(),
-                key=row["key"].encode(),
-                headers=[
-                    ("event-id", str(row["id"]).encode()),
-                    ("content-type", b"application/json"),
-                ],
-            )
-            for row in rows
-        ]
-        results = await asyncio.gather(*deliveries, return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            self._producer.renew(producer)  # see ManagedProducer.renew
-            raise failures[0]
+        await self._producer.send(
+            [
+                Outgoing(
+                    row["topic"],
+                    value=row["payload"].encode(),
+                    key=row["key"].encode(),
+                    headers=[
+                        ("event-id", str(row["id"]).encode()),
+                        ("content-type", b"application/json"),
+                    ],
+                )
+                for row in rows
+            ]
+        )
         self._metrics.inc("outbox_published_total", len(rows))
         log.debug("published %d events up to outbox id %d", len(rows), rows[-1]["id"])
 

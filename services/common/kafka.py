@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from .config import KafkaConfig, RetryConfig
 from .http import Unavailable
@@ -77,6 +80,42 @@ async def broker_reachable(producer: AIOKafkaProducer) -> bool:
         return False
 
 
+# The one place that reads aiokafka's private attributes, written for aiokafka 0.14.0
+# (``AIOKafkaConsumer._fetcher``, whose ``error_future`` is its fetch task, and
+# ``AIOKafkaConsumer._client``): check it on upgrade.
+def fetch_task(consumer: AIOKafkaConsumer) -> asyncio.Future[None] | None:
+    """The consumer's background fetch task, or None before it started."""
+    task = getattr(getattr(consumer, "_fetcher", None), "error_future", None)
+    return task if isinstance(task, asyncio.Future) else None
+
+
+def fetcher_running(consumer: AIOKafkaConsumer) -> bool:
+    """Whether the consumer's fetch task still runs. When it ends ("Unexpected error in
+    fetcher routine"), ``getmany()`` returns nothing for ever and no public API says so."""
+    task = fetch_task(consumer)
+    return task is not None and not task.done()
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, also when its fetch task died: ``stop()`` then raises that
+    task's error before it closes the connections, which are closed here instead."""
+    try:
+        await consumer.stop()
+    except KafkaError as exc:
+        log.warning("stopping a consumer whose fetch task failed: %s", exc)
+        await consumer._client.close()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A record to produce."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
 class ManagedProducer:
     """A producer started in the background, so that a service starts while Kafka is down.
 
@@ -114,6 +153,31 @@ class ManagedProducer:
         if self._producer is None:
             raise Unavailable("Kafka is not reachable yet.")
         return self._producer
+
+    async def send(self, records: Sequence[Outgoing]) -> list[RecordMetadata]:
+        """Produce ``records`` and wait until the broker acknowledged every one.
+
+        ``Unavailable`` until the broker has been reached once. A failed delivery raises
+        its error, once every record of the call is settled, and renews the producer.
+        """
+        producer = self.get()
+        try:
+            deliveries = [
+                await producer.send(
+                    record.topic, value=record.value, key=record.key, headers=list(record.headers)
+                )
+                for record in records
+            ]
+        except KafkaError:
+            self.renew(producer)
+            raise
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            if any(isinstance(failure, KafkaError) for failure in failures):
+                self.renew(producer)
+            raise failures[0]
+        return [result for result in results if isinstance(result, RecordMetadata)]
 
     def renew(self, failed: AIOKafkaProducer) -> None:
         """Replace ``failed``, whose delivery failed, by a new producer (in the background).

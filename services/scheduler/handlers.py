@@ -8,13 +8,18 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp_apispec import docs, request_schema, response_schema
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from ..common import probes
-from ..common.contracts import ManualProductSchema, TransformedProductSchema, load_manual
+from ..common.contracts import (
+    ManualProductSchema,
+    TransformedProductSchema,
+    UtcDateTime,
+    load_manual,
+)
 from ..common.http import ApiError, invalid, json_response, read_json
 from ..common.transform import transform
-from .consumer import Replay
+from .consumer import Replay, ReplayRefused
 from .keys import API, CONSUMER, DEAD_LETTERS
 
 routes = web.RouteTableDef()
@@ -36,26 +41,44 @@ class StatusSchema(Schema):
     counters = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Kafka timestamps count milliseconds from 1970 on; partitions and offsets are int32, int64.
+SINCE_EPOCH = validate.Range(min=EPOCH, error="Must be 1970-01-01T00:00:00Z or later.")
+PARTITION_MAX = 2**31 - 1
+OFFSET_MAX = 2**63 - 1
+# How long a replay waits for the consumer loop (busy retrying a batch, say).
+REPLAY_WAIT = 30.0
+
+
 class ReplaySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    timestamp = fields.AwareDateTime(
+    timestamp = UtcDateTime(
+        validate=SINCE_EPOCH,
         metadata={
-            "description": "Replay records from this instant.",
+            "description": "Replay records from this instant (1970 or later).",
             "example": "2024-06-12T12:00:00Z",
-        }
+        },
     )
     offsets = fields.Dict(
-        keys=fields.Integer(strict=False),
-        values=fields.Integer(strict=True, validate=lambda v: v >= 0),
-        metadata={"description": "Partition number to offset.", "example": {"0": 0}},
+        keys=fields.Integer(strict=False, validate=validate.Range(min=0, max=PARTITION_MAX)),
+        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=OFFSET_MAX)),
+        metadata={
+            "description": "Partition number to offset, for partitions this instance holds; "
+            "each offset between the partition's first and its end offset.",
+            "example": {"0": 0},
+        },
     )
 
     @validates_schema
     def one_of(self, data: dict[str, Any], **_: Any) -> None:
         if ("timestamp" in data) == ("offsets" in data):
             raise ValidationError("Give either 'timestamp' or 'offsets'.", "_schema")
+
+
+class TransformQuerySchema(Schema):
+    timestamp = UtcDateTime(validate=SINCE_EPOCH)
 
 
 class ReplayResultSchema(Schema):
@@ -65,6 +88,7 @@ class ReplayResultSchema(Schema):
 
 
 REPLAY = ReplaySchema()
+TRANSFORM_QUERY = TransformQuerySchema()
 
 
 routes.get("/health", allow_head=False)(probes.health)
@@ -131,7 +155,13 @@ async def replay(request: web.Request) -> web.Response:
     consumer = request.app[CONSUMER]
     if not consumer.consuming:
         raise ApiError(503, "The consumer has not joined its group yet.")
-    positions = await consumer.replay(Replay(data.get("timestamp"), data.get("offsets")))
+    try:
+        async with asyncio.timeout(REPLAY_WAIT):
+            positions = await consumer.replay(Replay(data.get("timestamp"), data.get("offsets")))
+    except ReplayRefused as refused:
+        raise ApiError(422, "The replay cannot be applied.", fields=refused.fields) from None
+    except TimeoutError:
+        raise ApiError(503, "The consumer is busy (retrying a batch); nothing moved.") from None
     return json_response({"positions": positions})
 
 
@@ -152,16 +182,9 @@ async def dry_run(request: web.Request) -> web.Response:
         product = load_manual(await read_json(request))
     except ValidationError as error:
         raise invalid(error) from None
-    moment = datetime.now(UTC)
-    if "timestamp" in request.query:
-        try:
-            moment = datetime.fromisoformat(request.query["timestamp"].replace("Z", "+00:00"))
-        except ValueError:
-            moment = datetime.min
-        if moment.tzinfo is None:
-            raise ApiError(
-                422,
-                "Invalid query.",
-                fields={"timestamp": ["Not a valid aware ISO 8601 datetime."]},
-            )
+    try:
+        query = TRANSFORM_QUERY.load({k: v for k, v in request.query.items() if k == "timestamp"})
+    except ValidationError as error:
+        raise ApiError(422, "Invalid query.", fields=error.messages) from None
+    moment: datetime = query.get("timestamp", datetime.now(UTC))
     return json_response(transform(product, int(moment.timestamp() * 1000)))
