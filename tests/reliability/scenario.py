@@ -262,7 +262,7 @@ class Scenario:
             return left == 0
 
         await self.eventually(outbox_empty, within=30, what="the outbox emptied")
-        self._assert_clean_logs()
+        self.assert_clean_logs()
 
         row = Row(
             scenario=self.name,
@@ -342,7 +342,7 @@ class Scenario:
             assert source in placements, f"{record.key!r}: {source} not in {placements}"
         return records
 
-    def _assert_clean_logs(self) -> None:
+    def assert_clean_logs(self) -> None:
         """No 500 answered, no crash: what the contract rules out, whatever the fault.
 
         (Libraries' own warnings may carry a traceback: asyncpg's pool logs one each time
