@@ -64,7 +64,7 @@ def decode(value: bytes | None) -> ManualProduct:
     if not value:
         raise PoisonError("decode", "empty value")
     try:
-        data = jsoncodec.loads(value)
+        data = jsoncodec.loads_exact(value)
     except jsoncodec.JSONDecodeError as exc:
         try:
             value.decode("utf-8")
