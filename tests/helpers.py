@@ -130,6 +130,11 @@ class TopicReader:
                 self.records.extend(batch)
         return self.records
 
+    async def poll(self) -> None:
+        """Read what arrived, waiting at most 200 ms."""
+        for batch in (await self._consumer.getmany(timeout_ms=200)).values():
+            self.records.extend(batch)
+
     async def read(self, count: int, *, within: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
         return await self.read_until(
             lambda records: len(records) >= count,
