@@ -18,7 +18,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    CorruptRecordException,
+    IllegalStateError,
+    KafkaError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from ..common.config import KafkaConfig
@@ -33,7 +38,7 @@ from ..common.kafka import (
 from ..common.retry import Stopped, retry, until_stopped
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
-from .records import Poison, Work, dead_letter_headers, prepare
+from .records import Poison, Work, dead_letter_headers, prepare, unreadable
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,10 @@ class ReplayRefused(Exception):
 class ConsumerStalled(Exception):
     """The consumer stopped fetching without saying so; it is restarted."""
 
+
+# What aiokafka raises from getmany() for a record it cannot parse (a header name that is not
+# UTF-8, say), each time, until the partition moves past it.
+UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
 
 # Failures that may pass: the API or Kafka down (the Kafka errors and Unavailable come from
 # the dead-letter producer).
@@ -167,9 +176,13 @@ class ProductConsumer:
             while not self._stopping.is_set():
                 if not self._replays.empty():
                     await self._apply_replays(consumer)
-                batches = await consumer.getmany(
-                    timeout_ms=200, max_records=self._config.batch_size
-                )
+                try:
+                    batches = await consumer.getmany(
+                        timeout_ms=200, max_records=self._config.batch_size
+                    )
+                except UNREADABLE:
+                    await self._past_unreadable(consumer)
+                    batches = {}
                 if batches:
                     self._start_delivery(consumer, batches)
                 # Overlap: the next batch is fetched and prepared while this one is at the
@@ -192,6 +205,41 @@ class ProductConsumer:
             self._failing = 0
             await stop_consumer(consumer)  # leaves the group at once, so partitions move on
             log.info("consumer stopped")
+
+    async def _past_unreadable(self, consumer: AIOKafkaConsumer) -> None:
+        """Hand on, one record at a time, what each partition holds up to a record that
+        cannot be read; dead-letter that one by its place and move past it.
+
+        aiokafka reads again every record of a producer batch up to the position, so the
+        records after an unreadable one in the same batch cannot be read either: each is
+        dead-lettered in turn (its original stays on the source topic).
+        """
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        ends = await consumer.end_offsets(assigned)
+        for tp in assigned:
+            if await consumer.position(tp) >= ends[tp]:
+                continue  # nothing waits there
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            while len(records) < self._config.batch_size:
+                try:
+                    fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                except UNREADABLE as error:
+                    if records:
+                        self._start_delivery(consumer, {tp: records})
+                        records = []
+                    offset = await consumer.position(tp)
+                    consumer.seek(tp, offset + 1)
+                    poison = [unreadable(tp.topic, tp.partition, offset, error)]
+                    delivery = asyncio.create_task(
+                        self._deliver(consumer, [], poison, new_trace_id())
+                    )
+                    self._in_flight.append(_InFlight({tp: offset + 1}, delivery))
+                    break
+                if not fetched:
+                    break
+                records.extend(fetched[tp])
+            if records:
+                self._start_delivery(consumer, {tp: records})
 
     async def _check(self, consumer: AIOKafkaConsumer, watchdog: _Watchdog) -> None:
         """Raise ``ConsumerStalled`` when the consumer no longer fetches: its fetch task
@@ -300,7 +348,11 @@ class ProductConsumer:
             [
                 Outgoing(
                     self._config.kafka.topic_dlq,
-                    value=item.record.value,
+                    # A record needs a key or a value to be sent: one with neither goes
+                    # with an empty value.
+                    value=item.record.value
+                    if item.record.key is not None
+                    else item.record.value or b"",
                     key=item.record.key,
                     headers=dead_letter_headers(item),
                 )

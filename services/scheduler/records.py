@@ -115,6 +115,29 @@ DEAD_LETTER_PREFIX = "dlq-"
 ORIGINAL_PREFIX = "original-"
 
 
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """Where a record the Kafka client cannot parse sits; nothing else of it is known."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int = -1
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+def unreadable(topic: str, partition: int, offset: int, error: Exception) -> Poison:
+    """The dead letter of a record the Kafka client cannot parse (a header name that is not
+    UTF-8, say): its place, and why; the original stays on the source topic."""
+    return Poison(
+        UnreadableRecord(topic, partition, offset),
+        "decode",
+        f"the Kafka client cannot read this record: {error}",
+    )
+
+
 def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
     """The original headers plus why and from where the record was dead-lettered."""
     record = poison.record

@@ -16,6 +16,7 @@ from services.scheduler.records import (
     decode,
     prepare,
     to_work,
+    unreadable,
 )
 
 from ..helpers import encode, manual_record
@@ -244,3 +245,14 @@ def test_a_records_own_dlq_headers_are_kept_under_another_name() -> None:
         ("original-dlq-stage", b"api"),
         ("DLQ-Other", b"x"),
     ]
+
+
+def test_an_unreadable_record_is_dead_lettered_by_its_place() -> None:
+    poison = unreadable("cadastro-produtos", 3, 77, UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x"))
+
+    headers = dict(dead_letter_headers(poison))
+
+    assert (poison.record.key, poison.record.value, poison.record.headers) == (None, None, ())
+    assert headers["dlq-stage"] == b"decode"
+    assert headers["dlq-reason"].startswith(b"the Kafka client cannot read this record: ")
+    assert (headers["dlq-source-partition"], headers["dlq-source-offset"]) == (b"3", b"77")
