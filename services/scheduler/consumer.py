@@ -38,7 +38,14 @@ from ..common.kafka import (
 from ..common.retry import Stopped, retry, until_stopped
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
-from .records import Poison, Work, dead_letter_headers, prepare, unreadable
+from .records import (
+    Poison,
+    Work,
+    dead_letter_headers,
+    dead_letter_value,
+    prepare,
+    unreadable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -348,11 +355,7 @@ class ProductConsumer:
             [
                 Outgoing(
                     self._config.kafka.topic_dlq,
-                    # A record needs a key or a value to be sent: one with neither goes
-                    # with an empty value.
-                    value=item.record.value
-                    if item.record.key is not None
-                    else item.record.value or b"",
+                    value=dead_letter_value(item),
                     key=item.record.key,
                     headers=dead_letter_headers(item),
                 )

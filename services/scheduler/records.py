@@ -138,6 +138,15 @@ def unreadable(topic: str, partition: int, offset: int, error: Exception) -> Poi
     )
 
 
+def dead_letter_value(poison: Poison) -> bytes | None:
+    """The original value; empty for a record with neither key nor value, which Kafka
+    clients refuse to send."""
+    record = poison.record
+    if record.key is None and record.value is None:
+        return b""
+    return record.value
+
+
 def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
     """The original headers plus why and from where the record was dead-lettered."""
     record = poison.record
