@@ -64,6 +64,7 @@ class ReplaySchema(Schema):
     offsets = fields.Dict(
         keys=fields.Integer(strict=False, validate=validate.Range(min=0, max=PARTITION_MAX)),
         values=fields.Integer(strict=True, validate=validate.Range(min=0, max=OFFSET_MAX)),
+        validate=validate.Length(min=1, error="Name at least one partition."),
         metadata={
             "description": "Partition number to offset, for partitions this instance holds; "
             "each offset between the partition's first and its end offset.",

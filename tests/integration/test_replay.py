@@ -26,6 +26,7 @@ async def committed(scheduler: Client) -> dict[int, Any]:
     ("body", "field"),
     [
         ({"offsets": {"99": 0}}, "99"),
+        ({"offsets": {}}, "offsets"),
         ({"offsets": {"0": 2**63 - 1}}, "0"),
         ({"offsets": {"0": 2**63}}, "0"),
         ({"offsets": {"0": 4}}, "0"),  # past the partition's end (3 records on it)
