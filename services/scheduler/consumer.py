@@ -256,13 +256,19 @@ class ProductConsumer:
             raise ConsumerStalled("the consumer's fetch task ended")
         if not watchdog.overdue():
             return
-        lag = await self._lag(consumer)
+        try:
+            async with asyncio.timeout(STATUS_WAIT):
+                lag = await self._lag(consumer)
+        except (KafkaError, TimeoutError) as exc:
+            # The broker does not answer: a new consumer would fare no better.
+            log.warning("no progress for %.0fs and no answer from Kafka: %s", watchdog.timeout, exc)
+            lag = 0
         if lag > 0:
             self.state = "stalled"
             raise ConsumerStalled(
                 f"nothing fetched for {watchdog.timeout:.0f}s while {lag} records wait"
             )
-        watchdog.progress()  # caught up: nothing to fetch
+        watchdog.progress()  # caught up, or Kafka is down: nothing to fetch
 
     async def _lag(self, consumer: AIOKafkaConsumer) -> int:
         """Records on the broker past this instance's positions."""
