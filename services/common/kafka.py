@@ -121,7 +121,7 @@ class ManagedProducer:
 
     ``get()`` answers 503 (``Unavailable``) until the broker has been reached once; after
     that, aiokafka reconnects by itself and sends fail (and are retried) while it is down.
-    A sender whose delivery failed calls ``renew()``: the producer is then replaced.
+    ``send()`` is the one way to produce: a failed delivery replaces the producer (``_renew``).
     """
 
     def __init__(self, config: KafkaConfig, retry: RetryConfig, **overrides: Any) -> None:
@@ -169,17 +169,17 @@ class ManagedProducer:
                 for record in records
             ]
         except KafkaError:
-            self.renew(producer)
+            self._renew(producer)
             raise
         results = await asyncio.gather(*deliveries, return_exceptions=True)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             if any(isinstance(failure, KafkaError) for failure in failures):
-                self.renew(producer)
+                self._renew(producer)
             raise failures[0]
         return [result for result in results if isinstance(result, RecordMetadata)]
 
-    def renew(self, failed: AIOKafkaProducer) -> None:
+    def _renew(self, failed: AIOKafkaProducer) -> None:
         """Replace ``failed``, whose delivery failed, by a new producer (in the background).
 
         aiokafka's idempotent producer numbers a batch when it first drains it; a batch that

@@ -1,4 +1,4 @@
-"""A record the Kafka client cannot parse is dead-lettered by its place; the rest flows."""
+"""Records aiokafka cannot parse or send as they are: each is dead-lettered, the rest flows."""
 
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ from aiohttp.test_utils import TestClient
 from services.api.config import ApiConfig
 from services.common.config import KafkaConfig
 
-from ..helpers import BOOTSTRAP, ROOT, TopicReader, auth, encode, eventually, manual_record, unique
+from ..helpers import (
+    BOOTSTRAP,
+    ROOT,
+    TopicReader,
+    auth,
+    encode,
+    eventually,
+    manual_record,
+    produce,
+    unique,
+)
 
 Client = TestClient[web.Request, web.Application]
 
@@ -83,3 +93,47 @@ async def test_an_unreadable_record_is_dead_lettered_by_its_place_and_the_rest_f
     status = await (await scheduler.get("/status", headers=auth())).json()
     assert status["state"] == "running"
     assert {p["partition"]: p["lag"] for p in status["partitions"]}[0] == 0
+
+
+# A record with neither key nor value, which Kafka allows and other clients send; aiokafka's
+# producer refuses it with an assertion, skipped under ``python -O``.
+PRODUCE_NOTHING = """
+import asyncio, sys
+from aiokafka import AIOKafkaProducer
+
+async def main(bootstrap, topic):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, None, key=None, partition=0)
+    finally:
+        await producer.stop()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_record_with_neither_key_nor_value_is_dead_lettered(
+    api: Client, scheduler: Client, kafka: KafkaConfig, api_config: ApiConfig
+) -> None:
+    producing = await asyncio.create_subprocess_exec(
+        sys.executable, "-O", "-c", PRODUCE_NOTHING, BOOTSTRAP, kafka.topic_cadastro, cwd=ROOT
+    )
+    assert await asyncio.wait_for(producing.wait(), timeout=60) == 0
+    after = manual_record(unique("n"))
+    await produce(kafka.topic_cadastro, [(after["productId"].encode(), encode(after))])
+
+    async with TopicReader(kafka.topic_dlq) as dlq:
+        [dead] = await dlq.read(1, within=30)
+    assert (dead.key, dead.value) == (None, b"")
+    assert dict(dead.headers)["dlq-reason"] == b"empty value"
+    conn = await asyncpg.connect(api_config.database_url)
+    try:
+
+        async def persisted() -> bool:
+            found = await conn.fetchval("SELECT 1 FROM products WHERE id = $1", after["productId"])
+            return bool(found)
+
+        await eventually(persisted, within=30, what="the next record persisted")
+    finally:
+        await conn.close()
