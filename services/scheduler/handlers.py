@@ -152,7 +152,7 @@ async def replay(request: web.Request) -> web.Response:
     try:
         data = REPLAY.load(await read_json(request))
     except ValidationError as error:
-        raise invalid(error) from None
+        raise ApiError(422, "The replay is invalid.", fields=error.messages) from None
     consumer = request.app[CONSUMER]
     if not consumer.consuming:
         raise ApiError(503, "The consumer has not joined its group yet.")
