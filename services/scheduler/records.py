@@ -32,7 +32,7 @@ class KafkaRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...  # a value may be null
 
 
 class PoisonError(Exception):
@@ -125,7 +125,7 @@ class UnreadableRecord:
     timestamp: int = -1
     key: bytes | None = None
     value: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
 
 def unreadable(topic: str, partition: int, offset: int, error: Exception) -> Poison:
@@ -147,7 +147,7 @@ def dead_letter_value(poison: Poison) -> bytes | None:
     return record.value
 
 
-def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
+def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes | None]]:
     """The original headers plus why and from where the record was dead-lettered."""
     record = poison.record
     return [
