@@ -13,8 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from services.api.config import ApiConfig
+from services.api.config import SQL_DIR, ApiConfig
+from services.api.database import TRANSACTION_ATTEMPTS, Database
+from services.common.http import Unavailable
 
+from ..conftest import FAST_RETRY
 from ..helpers import auth, unique
 from .test_api import transformed
 
@@ -107,3 +110,59 @@ async def test_duplicates_in_a_batch_are_answered_by_what_became_of_each(
     ]
     stored = await api.get(f"/produtos/{product_id}", headers=auth())
     assert (await stored.json())["name"] == "newest"
+
+
+async def test_a_deadlock_is_retried_and_both_transactions_commit(database: str) -> None:
+    db = Database(database, 4, SQL_DIR, FAST_RETRY)
+    await db.open()
+    try:
+        async with db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO products (id, name, description, price_amount, price_currency,"
+                " stock_quantity, availability_timestamp, category)"
+                " SELECT id, 'n', 'd', 1, 'BRL', 0, now(), 'c' FROM unnest($1::text[]) AS id",
+                ["a", "b"],
+            )
+        attempts: Counter[str] = Counter()
+        holding = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+        async def lock_both(first: str, second: str) -> None:
+            async def work(conn: asyncpg.Connection) -> None:
+                attempts[first] += 1
+                await conn.execute(BUMP, first)
+                if attempts[first] == 1:  # each holds its first row when it asks for the other
+                    holding[first].set()
+                    await holding[second].wait()
+                await conn.execute(BUMP, second)
+
+            await db.in_transaction(work, what=f"locking {first} then {second}")
+
+        await asyncio.gather(lock_both("a", "b"), lock_both("b", "a"))
+
+        assert sorted(attempts.values()) == [1, 2]  # PostgreSQL rolled one back; it ran again
+        async with db.connection() as conn:
+            quantities = await conn.fetch("SELECT stock_quantity FROM products ORDER BY id")
+        assert [row[0] for row in quantities] == [2, 2]
+    finally:
+        await db.close()
+
+
+async def test_a_transaction_that_keeps_conflicting_is_answered_unavailable(database: str) -> None:
+    db = Database(database, 2, SQL_DIR, FAST_RETRY)
+    await db.open()
+    calls = 0
+
+    async def conflicting(conn: asyncpg.Connection) -> None:
+        nonlocal calls
+        calls += 1
+        raise asyncpg.SerializationError("could not serialize access")
+
+    try:
+        with pytest.raises(Unavailable):
+            await db.in_transaction(conflicting, what="conflicting for ever")
+    finally:
+        await db.close()
+    assert calls == TRANSACTION_ATTEMPTS
+
+
+BUMP = "UPDATE products SET stock_quantity = stock_quantity + 1 WHERE id = $1"
