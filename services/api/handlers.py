@@ -23,7 +23,7 @@ from ..common.contracts import (
     load_transformed,
 )
 from ..common.http import ApiError, Unavailable, invalid, json_response, read_json, trace_id
-from ..common.kafka import Outgoing
+from ..common.kafka import OFFSET_MAX, PARTITION_MAX, Outgoing
 from . import repository, schemas
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
 from .repository import Outcome, Source
@@ -294,9 +294,12 @@ def load_source(data: Any) -> Source:
     errors: dict[str, list[str]] = {}
     if not isinstance(topic, str) or not topic:
         errors["topic"] = ["Must be a non-empty string."]
-    for name, value in (("partition", partition), ("offset", offset)):
-        if type(value) is not int or value < 0:
-            errors[name] = ["Must be an integer of at least 0."]
+    for name, value, largest in (
+        ("partition", partition, PARTITION_MAX),
+        ("offset", offset, OFFSET_MAX),
+    ):
+        if type(value) is not int or not 0 <= value <= largest:
+            errors[name] = [f"Must be an integer from 0 to {largest}."]
     if errors:
         raise ValidationError(errors)
     return Source(topic, partition, offset)  # type: ignore[arg-type]

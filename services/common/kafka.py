@@ -21,6 +21,9 @@ from .retry import retry
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+# Kafka's partition numbers are int32 and its offsets int64.
+PARTITION_MAX = 2**31 - 1
+OFFSET_MAX = 2**63 - 1
 
 
 async def ensure_topics(config: KafkaConfig, names: Iterable[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from ..common.contracts import (
     load_manual,
 )
 from ..common.http import ApiError, invalid, json_response, read_json
+from ..common.kafka import OFFSET_MAX, PARTITION_MAX
 from ..common.transform import transform
 from .consumer import Replay, ReplayRefused
 from .keys import API, CONSUMER, DEAD_LETTERS
@@ -42,10 +43,8 @@ class StatusSchema(Schema):
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Kafka timestamps count milliseconds from 1970 on; partitions and offsets are int32, int64.
+# Kafka timestamps count milliseconds from 1970 on.
 SINCE_EPOCH = validate.Range(min=EPOCH, error="Must be 1970-01-01T00:00:00Z or later.")
-PARTITION_MAX = 2**31 - 1
-OFFSET_MAX = 2**63 - 1
 # How long a replay waits for the consumer loop (busy retrying a batch, say).
 REPLAY_WAIT = 30.0
 
