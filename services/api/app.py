@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -22,6 +23,10 @@ from .database import Database
 from .handlers import routes
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
 from .outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+RELAY_STOP_TIMEOUT = 10.0
 
 DESCRIPTION = (
     "Persists product records in PostgreSQL and publishes what it persisted on Kafka. "
@@ -106,7 +111,12 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     running = asyncio.create_task(relay.run(app[DATABASE]), name="outbox-relay")
     yield
     relay.stop()
-    await running
+    try:
+        # The round in flight finishes, so its events are not published again; a round
+        # held up by an unreachable broker or database is given up (and published later).
+        await asyncio.wait_for(running, RELAY_STOP_TIMEOUT)
+    except TimeoutError:
+        log.warning("outbox relay stopped mid-round after %.0fs", RELAY_STOP_TIMEOUT)
 
 
 async def outbox_gauges_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -6,19 +6,25 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 from .config import KafkaConfig, RetryConfig
 from .errors import Unavailable
-from .retry import retry_forever
+from .retry import retry
 
 log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
+# Kafka's partition numbers are int32 and its offsets int64.
+PARTITION_MAX = 2**31 - 1
+OFFSET_MAX = 2**63 - 1
 
 
 def client_settings(config: KafkaConfig) -> dict[str, Any]:
@@ -103,12 +109,48 @@ async def broker_reachable(producer: AIOKafkaProducer) -> bool:
         return False
 
 
+# The one place that reads aiokafka's private attributes, written for aiokafka 0.14.0
+# (``AIOKafkaConsumer._fetcher``, whose ``error_future`` is its fetch task, and
+# ``AIOKafkaConsumer._client``): check it on upgrade.
+def fetch_task(consumer: AIOKafkaConsumer) -> asyncio.Future[None] | None:
+    """The consumer's background fetch task, or None before it started."""
+    task = getattr(getattr(consumer, "_fetcher", None), "error_future", None)
+    return task if isinstance(task, asyncio.Future) else None
+
+
+def fetcher_running(consumer: AIOKafkaConsumer) -> bool:
+    """Whether the consumer's fetch task still runs. When it ends ("Unexpected error in
+    fetcher routine"), ``getmany()`` returns nothing for ever and no public API says so."""
+    task = fetch_task(consumer)
+    return task is not None and not task.done()
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """``consumer.stop()``, also when its fetch task died: ``stop()`` then raises that
+    task's error before it closes the connections, which are closed here instead."""
+    try:
+        await consumer.stop()
+    except KafkaError as exc:
+        log.warning("stopping a consumer whose fetch task failed: %s", exc)
+        await consumer._client.close()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A record to produce."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes | None]] = ()
+
+
 class ManagedProducer:
     """A producer started in the background, so that a service starts while Kafka is down.
 
     ``get()`` answers 503 (``Unavailable``) until the broker has been reached once; after
     that, aiokafka reconnects by itself and sends fail (and are retried) while it is down.
-    A sender whose delivery failed calls ``renew()``: the producer is then replaced.
+    ``send()`` is the one way to produce: a failed delivery replaces the producer (``_renew``).
     """
 
     def __init__(self, config: KafkaConfig, retry: RetryConfig, **overrides: Any) -> None:
@@ -131,7 +173,7 @@ class ManagedProducer:
                 raise
             return producer
 
-        self._producer = await retry_forever(
+        self._producer = await retry(
             attempt, what="connecting to Kafka", config=self._retry, log=log
         )
         log.info("connected to Kafka at %s", self._config.bootstrap_servers)
@@ -141,7 +183,32 @@ class ManagedProducer:
             raise Unavailable("Kafka is not reachable yet.")
         return self._producer
 
-    def renew(self, failed: AIOKafkaProducer) -> None:
+    async def send(self, records: Sequence[Outgoing]) -> list[RecordMetadata]:
+        """Produce ``records`` and wait until the broker acknowledged every one.
+
+        ``Unavailable`` until the broker has been reached once. A failed delivery raises
+        its error, once every record of the call is settled, and renews the producer.
+        """
+        producer = self.get()
+        try:
+            deliveries = [
+                await producer.send(
+                    record.topic, value=record.value, key=record.key, headers=list(record.headers)
+                )
+                for record in records
+            ]
+        except KafkaError:
+            self._renew(producer)
+            raise
+        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            if any(isinstance(failure, KafkaError) for failure in failures):
+                self._renew(producer)
+            raise failures[0]
+        return [result for result in results if isinstance(result, RecordMetadata)]
+
+    def _renew(self, failed: AIOKafkaProducer) -> None:
         """Replace ``failed``, whose delivery failed, by a new producer (in the background).
 
         aiokafka's idempotent producer numbers a batch when it first drains it; a batch that

@@ -25,6 +25,8 @@ class SchedulerConfig:
     # How long SIGTERM waits for the batch in flight before giving it up (uncommitted,
     # so it is delivered again).
     shutdown_timeout: float = 15.0
+    # No record fetched for this long while records wait: the consumer is restarted.
+    stall_timeout: float = 30.0
 
     @property
     def api_urls(self) -> tuple[str, ...]:
@@ -47,6 +49,7 @@ class SchedulerConfig:
             request_timeout=env.number(
                 "SCHEDULER_REQUEST_TIMEOUT", cls.request_timeout, minimum=0.1
             ),
+            stall_timeout=env.number("SCHEDULER_STALL_TIMEOUT", cls.stall_timeout, minimum=1),
         )
 
 

@@ -216,3 +216,21 @@ async def test_a_record_the_database_refuses_is_rejected_alone_and_never_a_500(
     assert await count_rows(api_config.database_url, "products") == 2
     single = await api.post("/produto/scheduler", json=refused, headers=auth())
     assert single.status == 422
+
+
+async def test_a_source_past_kafkas_bounds_is_named_not_refused_by_the_database(
+    api: Client,
+) -> None:
+    items = [
+        {"product": transformed(unique("s")), "source": source}
+        for source in (
+            {"topic": "t", "partition": 2**31, "offset": 1},
+            {"topic": "t", "partition": 0, "offset": 2**63},
+        )
+    ]
+
+    response = await api.post("/produto/scheduler/batch", json={"items": items}, headers=auth())
+
+    results = (await response.json())["results"]
+    assert [r["error"]["code"] for r in results] == ["validation_failed"] * 2
+    assert [set(r["error"]["fields"]["source"]) for r in results] == [{"partition"}, {"offset"}]

@@ -98,6 +98,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
             "SCHEDULER_BATCH_SIZE": "100",
             "SCHEDULER_IN_FLIGHT_BATCHES": "4",
             "SCHEDULER_REQUEST_TIMEOUT": "2.5",
+            "SCHEDULER_STALL_TIMEOUT": "12",
             "RETRY_MAX_DELAY": "1",
         }
     )
@@ -112,6 +113,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         batch_size=100,
         in_flight_batches=4,
         request_timeout=2.5,
+        stall_timeout=12.0,
     )
 
 
