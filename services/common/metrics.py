@@ -43,7 +43,7 @@ END_TO_END_BUCKETS = (
 # Any other method a client sends is counted as "other": no client creates new series.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEAD_LETTER_STAGES = ("decode", "validate", "api")
-CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stopped")
+CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stalled", "restarting", "stopped")
 
 
 def new_registry() -> CollectorRegistry:
