@@ -88,13 +88,14 @@ class ReplaySchema(Schema):
 
 def replay_spec(spec: dict[str, Any], partitions: int) -> None:
     """Document what the replay body's schema cannot say by itself: exactly one of its two
-    fields, and the topic's partition numbers as the keys of 'offsets'."""
+    fields, and the topic's partition numbers as the keys of 'offsets' (at least one)."""
     replay = spec["components"]["schemas"]["Replay"]
     replay["oneOf"] = [{"required": ["timestamp"]}, {"required": ["offsets"]}]
     offsets = replay["properties"]["offsets"]
     value = offsets.pop("additionalProperties")
     offsets["properties"] = {str(partition): value for partition in range(partitions)}
     offsets["additionalProperties"] = False
+    offsets["minProperties"] = 1
 
 
 class ReplayResultSchema(Schema):

@@ -347,6 +347,12 @@ def dead_letter_problems(record: ConsumerRecord[bytes, bytes], case: Case, topic
         problems.append("key or value changed")
     kept = [(n, v) for n, v in record.headers if not n.startswith("dlq-")]
     expected = [("original-" + n if n.startswith("dlq-") else n, v) for n, v in case.headers]
+    if all(n != "traceparent" for n, _ in case.headers):
+        # A record that came without a trace gets the one the scheduler started for it.
+        started = [(n, v) for n, v in kept if n == "traceparent"]
+        if len(started) != 1:
+            problems.append(f"{len(started)} traceparent headers on a record sent without one")
+        kept = [(n, v) for n, v in kept if n != "traceparent"]
     if kept != expected:
         problems.append(f"original headers {expected} kept as {kept}")
     if dict(record.headers)["dlq-source-topic"] != topic.encode():
