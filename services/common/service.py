@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
@@ -66,14 +67,15 @@ def parse_arguments(name: str, description: str, help_text: str, argv: Sequence[
 
 def run(
     name: str,
+    description: str,
     load_config: Callable[[Mapping[str, str]], C],
     create_app: Callable[[C, Tracing], web.Application],
+    *,
     shutdown_timeout: float,
-    description: str,
-    argv: Sequence[str] | None = None,
 ) -> None:
-    """Load ``.env`` (the environment wins), configure logging, serve until SIGTERM."""
-    parse_arguments(name, description, settings_help(load_config), argv or [])
+    """Read the command line, load ``.env`` (the environment wins), configure logging, serve
+    until SIGTERM."""
+    parse_arguments(name, description, settings_help(load_config), sys.argv[1:])
     load_dotenv()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"))
     config = load_config(os.environ)
