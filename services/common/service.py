@@ -1,8 +1,11 @@
-"""Running a service in the foreground: ``python -m services.api`` / ``services.scheduler``."""
+"""Running a service in the foreground (``python -m services.api`` / ``services.scheduler``),
+and ending the background tasks its cleanup contexts start."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -23,6 +26,13 @@ class ServiceConfig(Protocol):
 
 
 C = TypeVar("C", bound=ServiceConfig)
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def settings_help(load_config: Callable[[Mapping[str, str]], object]) -> str:
