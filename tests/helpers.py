@@ -97,6 +97,24 @@ async def drop_database(url: str, server: str = DATABASE_URL) -> None:
         await conn.close()
 
 
+async def fetchval(database: str, query: str, *args: Any) -> Any:
+    """The first value of ``query``'s first row, on a connection of its own to ``database``."""
+    conn = await asyncpg.connect(database)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
+
+
+async def product_count(database: str) -> int:
+    count: int = await fetchval(database, "SELECT count(*) FROM products")
+    return count
+
+
+async def persisted(database: str, product_id: str) -> bool:
+    return bool(await fetchval(database, "SELECT 1 FROM products WHERE id = $1", product_id))
+
+
 async def eventually(
     check: Callable[[], Awaitable[T | None]],
     *,

@@ -20,18 +20,18 @@ from services.common.config import KafkaConfig
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
-from ..helpers import TopicReader, auth, encode, eventually, manual_record, produce, unique
+from ..helpers import (
+    TopicReader,
+    auth,
+    encode,
+    eventually,
+    manual_record,
+    produce,
+    product_count,
+    unique,
+)
 
 Client = TestClient[web.Request, web.Application]
-
-
-async def product_count(database: str) -> int:
-    conn = await asyncpg.connect(database)
-    try:
-        count: int = await conn.fetchval("SELECT count(*) FROM products")
-        return count
-    finally:
-        await conn.close()
 
 
 async def test_a_second_scheduler_joining_mid_stream_shares_the_partitions_and_loses_nothing(
