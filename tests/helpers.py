@@ -23,6 +23,15 @@ ENV = local_environ(ROOT)  # the settings `make test` runs with
 BOOTSTRAP = ENV["KAFKA_BOOTSTRAP_SERVERS"]
 DATABASE_URL = ENV["DATABASE_URL"]
 TOKEN = "test-token"
+# The headers the scheduler adds to every dead letter.
+DLQ_HEADERS = (
+    "dlq-reason",
+    "dlq-stage",
+    "dlq-source-topic",
+    "dlq-source-partition",
+    "dlq-source-offset",
+    "dlq-source-timestamp",
+)
 
 T = TypeVar("T")
 
@@ -198,6 +207,23 @@ class TopicReader:
             for batch in (await self._consumer.getmany(timeout_ms=100)).values():
                 self.records.extend(batch)
         assert len(self.records) == before, f"unexpected records on {self.topic}"
+
+
+def events_by_product(
+    records: Iterable[ConsumerRecord[bytes, bytes]],
+) -> dict[bytes, list[tuple[int, int]]]:
+    """Each product's events on produtos-persistidos as (event id, quantity), in the order
+    read, once duplicates (an event published again keeps its event-id) are dropped."""
+    seen: set[bytes] = set()
+    per_product: dict[bytes, list[tuple[int, int]]] = {}
+    for record in records:
+        event_id = dict(record.headers)["event-id"]
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        quantity = jsoncodec.loads(record.value)["availability"]["quantity"]
+        per_product.setdefault(record.key or b"", []).append((int(event_id), quantity))
+    return per_product
 
 
 async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:

@@ -19,21 +19,13 @@ from services.common import jsoncodec
 from services.common.config import KafkaConfig
 from services.common.transform import format_timestamp, kafka_timestamp
 
-from ..helpers import TOKEN, TopicReader, eventually
+from ..helpers import DLQ_HEADERS, TOKEN, TopicReader, eventually
 from .harness import SETTINGS, Infrastructure, ServiceProcess, free_port, tail
 from .workload import POISON_STAGES, Expected, Stream, Workload, build_workload
 
 T = TypeVar("T")
 
 BATCH_SIZE = 200  # small, so that a batch is at the API whenever a fault strikes
-DLQ_HEADERS = (
-    "dlq-reason",
-    "dlq-stage",
-    "dlq-source-topic",
-    "dlq-source-partition",
-    "dlq-source-offset",
-    "dlq-source-timestamp",
-)
 
 
 @dataclass
