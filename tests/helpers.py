@@ -251,6 +251,23 @@ def manual_record(product_id: str, **changes: Any) -> dict[str, Any]:
     return record
 
 
+def transformed_record(
+    product_id: str, timestamp: str = "2024-06-12T12:00:00.000Z", **changes: Any
+) -> dict[str, Any]:
+    """A transformed record (the API's batch items, produtos-persistidos), of the values
+    ``manual_record`` carries."""
+    record: dict[str, Any] = {
+        "id": product_id,
+        "name": "Nome do Produto",
+        "description": "Descrição do Produto",
+        "pricing": {"amount": 100.0, "currency": "BRL"},
+        "availability": {"quantity": 50, "timestamp": timestamp},
+        "category": "Categoria do Produto",
+    }
+    record.update(changes)
+    return record
+
+
 def encode(record: dict[str, Any]) -> bytes:
     return jsoncodec.dumps(record)
 

@@ -9,22 +9,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from ..helpers import auth, manual_record, unique
+from ..helpers import auth, manual_record, transformed_record, unique
 
 Client = TestClient[web.Request, web.Application]
-
-
-def transformed(product_id: str, **changes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": product_id,
-        "name": "Nome do Produto",
-        "description": "Descrição do Produto",
-        "pricing": {"amount": 100.0, "currency": "BRL"},
-        "availability": {"quantity": 50, "timestamp": "2024-06-12T12:00:00.000Z"},
-        "category": "Categoria do Produto",
-    }
-    record.update(changes)
-    return record
 
 
 async def fields_of(response: Any) -> Any:
@@ -44,7 +31,7 @@ async def test_an_accepted_timestamp_reads_back_as_the_same_instant(
     api: Client, sent: str, read_back: str
 ) -> None:
     product_id = unique("ts")
-    record = transformed(product_id, availability={"quantity": 1, "timestamp": sent})
+    record = transformed_record(product_id, availability={"quantity": 1, "timestamp": sent})
 
     assert (await api.post("/produto/scheduler", json=record, headers=auth())).status == 201
     stored = await (await api.get(f"/produtos/{product_id}", headers=auth())).json()
@@ -58,7 +45,7 @@ async def test_an_accepted_timestamp_reads_back_as_the_same_instant(
 async def test_a_timestamp_out_of_the_documented_range_is_refused(
     api: Client, timestamp: str
 ) -> None:
-    record = transformed(unique("ts"), availability={"quantity": 1, "timestamp": timestamp})
+    record = transformed_record(unique("ts"), availability={"quantity": 1, "timestamp": timestamp})
 
     response = await api.post("/produto/scheduler", json=record, headers=auth())
 
@@ -67,7 +54,7 @@ async def test_a_timestamp_out_of_the_documented_range_is_refused(
 
 async def test_the_documented_largest_price_is_stored(api: Client) -> None:
     product_id = unique("price")
-    record = transformed(product_id, pricing={"amount": 999999999999.99, "currency": "BRL"})
+    record = transformed_record(product_id, pricing={"amount": 999999999999.99, "currency": "BRL"})
 
     assert (await api.post("/produto/scheduler", json=record, headers=auth())).status == 201
     stored = await (await api.get(f"/produtos/{product_id}", headers=auth())).text()
