@@ -6,12 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from ..helpers import auth, manual_record, transformed_record, unique
 
 Client = TestClient[web.Request, web.Application]
+
+
+async def dry_run(scheduler: Client, timestamp: str) -> ClientResponse:
+    """The scheduler's dry-run transform of the example record at ``timestamp``."""
+    return await scheduler.post(
+        "/produto/transform",
+        params={"timestamp": timestamp},
+        json=manual_record("12369"),
+        headers=auth(),
+    )
 
 
 async def fields_of(response: Any) -> Any:
@@ -110,12 +120,7 @@ async def test_an_id_no_product_can_have_is_not_found(api: Client, product_id: s
 async def test_the_dry_run_transform_formats_the_given_timestamp(
     scheduler: Client, timestamp: str, expected: str
 ) -> None:
-    response = await scheduler.post(
-        "/produto/transform",
-        params={"timestamp": timestamp},
-        json=manual_record("12369"),
-        headers=auth(),
-    )
+    response = await dry_run(scheduler, timestamp)
 
     assert response.status == 200, await response.text()
     assert (await response.json())["availability"]["timestamp"] == expected
@@ -125,12 +130,7 @@ async def test_the_dry_run_transform_formats_the_given_timestamp(
 async def test_the_dry_run_transform_refuses_a_timestamp_out_of_range(
     scheduler: Client, timestamp: str
 ) -> None:
-    response = await scheduler.post(
-        "/produto/transform",
-        params={"timestamp": timestamp},
-        json=manual_record("12369"),
-        headers=auth(),
-    )
+    response = await dry_run(scheduler, timestamp)
 
     assert set(await fields_of(response)) == {"timestamp"}
 
