@@ -18,8 +18,7 @@ from services.api.database import TRANSACTION_ATTEMPTS, Connection, Database
 from services.common.errors import Unavailable
 
 from ..conftest import FAST_RETRY
-from ..helpers import auth, unique
-from .test_api import transformed
+from ..helpers import auth, transformed_record, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -38,7 +37,7 @@ def batch(ids: list[str], *, round_: int, quantity: int, offset: int) -> dict[st
     return {
         "items": [
             {
-                "product": transformed(product_id, timestamp, name=f"round {round_}")
+                "product": transformed_record(product_id, timestamp, name=f"round {round_}")
                 | {"availability": {"quantity": quantity, "timestamp": timestamp}},
                 "source": {"topic": "t", "partition": 0, "offset": offset},
             }
@@ -87,15 +86,15 @@ async def test_duplicates_in_a_batch_are_answered_by_what_became_of_each(
     product_id = unique("d")
     items = [
         {
-            "product": transformed(product_id, "2024-06-12T12:00:02.000Z", name="newest"),
+            "product": transformed_record(product_id, "2024-06-12T12:00:02.000Z", name="newest"),
             "source": {"topic": "t", "partition": 0, "offset": 5},
         },
         {
-            "product": transformed(product_id, "2024-06-12T12:00:01.000Z", name="older"),
+            "product": transformed_record(product_id, "2024-06-12T12:00:01.000Z", name="older"),
             "source": {"topic": "t", "partition": 0, "offset": 9},
         },
         {
-            "product": transformed(product_id, "2024-06-12T12:00:02.000Z", name="same time"),
+            "product": transformed_record(product_id, "2024-06-12T12:00:02.000Z", name="same time"),
             "source": {"topic": "t", "partition": 0, "offset": 4},
         },
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -17,7 +16,7 @@ from services.common.kafka import fetch_task
 from services.scheduler.config import SchedulerConfig
 from services.scheduler.keys import CONSUMER
 
-from ..helpers import auth, encode, eventually, manual_record, produce, unique
+from ..helpers import auth, encode, eventually, manual_record, persisted, produce, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -31,14 +30,6 @@ def kafka_consumer(scheduler: Client) -> AIOKafkaConsumer:
     consumer = scheduler.app[CONSUMER]._consumer
     assert consumer is not None, "the scheduler is not consuming"
     return consumer
-
-
-async def persisted(database: str, product_id: str) -> bool:
-    conn = await asyncpg.connect(database)
-    try:
-        return bool(await conn.fetchval("SELECT 1 FROM products WHERE id = $1", product_id))
-    finally:
-        await conn.close()
 
 
 async def flows(scheduler: Client, kafka: KafkaConfig, database: str, within: float) -> None:

@@ -7,8 +7,7 @@ from aiohttp.test_utils import TestClient
 
 from services.common.config import KafkaConfig
 
-from ..helpers import TopicReader, auth, unique
-from .test_api import transformed
+from ..helpers import TopicReader, auth, transformed_record, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -17,7 +16,7 @@ async def test_answers_pages_and_the_event_carry_the_same_bytes(
     api: Client, kafka: KafkaConfig
 ) -> None:
     product_id = unique("e")
-    record = transformed(
+    record = transformed_record(
         product_id,
         "2024-06-12T12:00:00.5Z",
         name="Café — “especial” ✓",

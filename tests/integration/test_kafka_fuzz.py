@@ -29,7 +29,7 @@ from services.api.config import ApiConfig
 from services.common.config import KafkaConfig
 from services.common.transform import kafka_timestamp
 
-from ..helpers import BOOTSTRAP, TopicReader, auth, eventually, manual_record
+from ..helpers import BOOTSTRAP, DLQ_HEADERS, TopicReader, auth, eventually, manual_record
 
 Client = TestClient[web.Request, web.Application]
 Draw = Callable[[st.SearchStrategy[Any]], Any]
@@ -37,14 +37,6 @@ Draw = Callable[[st.SearchStrategy[Any]], Any]
 # Each example draws one record of every category: the quota of each is EXAMPLES.
 EXAMPLES = 250
 SEED = 20240612
-DLQ_HEADERS = (
-    "dlq-reason",
-    "dlq-stage",
-    "dlq-source-topic",
-    "dlq-source-partition",
-    "dlq-source-offset",
-    "dlq-source-timestamp",
-)
 # JSON numbers at and past every bound a record has (spelled as sent, not as Python prints
 # them), and spellings JSON does not allow.
 NUMBERS = [

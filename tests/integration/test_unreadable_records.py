@@ -21,6 +21,7 @@ from ..helpers import (
     encode,
     eventually,
     manual_record,
+    persisted,
     produce,
     unique,
 )
@@ -127,13 +128,8 @@ async def test_a_record_with_neither_key_nor_value_is_dead_lettered(
         [dead] = await dlq.read(1, within=30)
     assert (dead.key, dead.value) == (None, b"")
     assert dict(dead.headers)["dlq-reason"] == b"empty value"
-    conn = await asyncpg.connect(api_config.database_url)
-    try:
-
-        async def persisted() -> bool:
-            found = await conn.fetchval("SELECT 1 FROM products WHERE id = $1", after["productId"])
-            return bool(found)
-
-        await eventually(persisted, within=30, what="the next record persisted")
-    finally:
-        await conn.close()
+    await eventually(
+        lambda: persisted(api_config.database_url, after["productId"]),
+        within=30,
+        what="the next record persisted",
+    )

@@ -10,18 +10,11 @@ from typing import Any
 from services.api.repository import Source, encode_product, newest_per_id
 from services.common.contracts import TransformedProduct, load_transformed
 
+from ..helpers import transformed_record
+
 
 def item(product_id: str, timestamp: str, offset: int | None) -> tuple[TransformedProduct, Any]:
-    product = load_transformed(
-        {
-            "id": product_id,
-            "name": "n",
-            "description": "d",
-            "pricing": {"amount": 1, "currency": "BRL"},
-            "availability": {"quantity": 1, "timestamp": timestamp},
-            "category": "c",
-        }
-    )
+    product = load_transformed(transformed_record(product_id, timestamp))
     return product, Source("t", 0, offset) if offset is not None else None
 
 
