@@ -65,7 +65,7 @@ engine() {
     echo $! >"$RUN/dockerd.pid"
     local deadline=$((SECONDS + 60))
     until docker info >/dev/null 2>&1; do
-      alive dockerd dockerd || fail_with_log dockerd "dockerd exited during start-up"
+      still_running dockerd || fail_with_log dockerd "dockerd exited during start-up"
       ((SECONDS < deadline)) || fail_with_log dockerd "dockerd did not answer within 60 s"
       sleep 0.5
     done
@@ -127,7 +127,7 @@ mirror_start() {   # mirror_start [PYTHON_VERSION...]: default MIRROR_PYTHONS
   echo $! >"$RUN/mirror.pid"
   local deadline=$((SECONDS + 10))
   until port_open "$address" "$MIRROR_PORT"; do
-    alive mirror http.server || fail_with_log mirror "the mirror exited during start-up"
+    still_running mirror || fail_with_log mirror "the mirror exited during start-up"
     ((SECONDS < deadline)) || fail_with_log mirror "not listening after 10 s"
     sleep 0.2
   done

@@ -139,7 +139,7 @@ start() {
     local open=1
     for ((n = 1; n <= BROKERS; n++)); do
       name=$(node_name "$n")
-      alive "$name" "$PATTERN" || fail_with_log "$name" "the broker exited during start-up"
+      still_running "$name" || fail_with_log "$name" "the broker exited during start-up"
       port_open localhost "$(node_port "$n")" || open=0
     done
     if ((open)) && out=$(tool "$HERE/Ready.java" "$servers" 10000 "$BROKERS" 2>&1); then

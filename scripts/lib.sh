@@ -41,6 +41,14 @@ alive() {
     grep -qa -- "$2" "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# still_running NAME: the process in .run/NAME.pid has not ended. For the waits just after a
+# start: until the forked shell has exec'd the program, its command line is not yet the one
+# `alive` looks for.
+still_running() {
+  local pid
+  pid=$(cat "$RUN/$1.pid" 2>/dev/null) && [[ -n $pid ]] && running "$pid"
+}
+
 # stop_pid NAME PATTERN: SIGTERM, up to 30 s for a clean exit, then SIGKILL.
 stop_pid() {
   local name=$1 pid i

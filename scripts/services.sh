@@ -92,7 +92,7 @@ start() {
     for ((i = 1; i <= $(count_of "$kind"); i++)); do
       name=$(name_of "$kind" "$i")
       until http_ok "http://localhost:$(port_of "$kind" "$i")/ready"; do
-        alive "$name" "services.$kind" || fail_with_log "$name" "exited during start-up"
+        still_running "$name" || fail_with_log "$name" "exited during start-up"
         ((SECONDS < deadline)) || fail_with_log "$name" "/ready did not answer 200 within 90 s"
         sleep 0.3
       done
