@@ -31,13 +31,23 @@ def make_certificates(directory: Path, name: str = "fluxo test CA") -> Certifica
         directory,
         *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
         *("-keyout", "ca.key", "-out", "ca.pem", "-subj", f"/CN={name}"),
+        # What strict verification (Python 3.13's default) asks of a CA.
+        *("-addext", "basicConstraints=critical,CA:TRUE"),
+        *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
     )
     _openssl(
         directory,
         *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key"),
         *("-out", "server.csr", "-subj", "/CN=localhost"),
     )
-    (directory / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    (directory / "server.ext").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid,issuer\n"
+        "subjectKeyIdentifier=hash\n"
+    )
     _openssl(
         directory,
         *("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
