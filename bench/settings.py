@@ -13,7 +13,10 @@ from services.scheduler.config import SchedulerConfig
 ROOT = Path(__file__).resolve().parents[1]
 # Where `make up` keeps the pids; FLUXO_RUN_DIR names another, as for scripts/lib.sh.
 RUN_DIR = Path(os.environ.get("FLUXO_RUN_DIR") or ROOT / ".run")
+# Recorded runs (``--record``), committed with the README's table.
 RESULTS_DIR = ROOT / "bench" / "results"
+# Every other run's files: ignored by git, so a run leaves the work tree as it was.
+OUTPUT_DIR = ROOT / ".run" / "bench"
 README = ROOT / "bench" / "README.md"
 
 
