@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from ..common.config import RetryConfig
-from ..common.kafka import ManagedProducer
+from ..common.kafka import ManagedProducer, send_batches
 from ..common.metrics import ApiMetrics
 from ..common.retry import backoff_delays
 from ..common.tracing import TRACEPARENT, SpanKind, Tracing
@@ -107,7 +107,10 @@ class OutboxRelay:
                 if rows:
                     await self._publish(rows)
                     await repository.delete_outbox(conn, [row["id"] for row in rows])
-                    continue
+                    if len(rows) == self._batch_size:
+                        continue  # more may wait
+                # A row committed after the read above notified after the wake was cleared,
+                # so this returns at once for it.
                 await self._sleep(min(self._poll_interval, REBALANCE_INTERVAL), wake=True)
         finally:
             self._set_slots(frozenset())
@@ -123,15 +126,13 @@ class OutboxRelay:
             links=self._tracing.links(row["traceparent"] for row in rows),
             attributes={"messaging.batch.message_count": len(rows)},
         ):
-            deliveries = [
-                await producer.send(
-                    row["topic"],
-                    value=row["payload"].encode(),
-                    key=row["key"].encode(),
-                    headers=event_headers(row),
-                )
-                for row in rows
-            ]
+            deliveries = await send_batches(
+                producer,
+                [
+                    (row["topic"], row["key"].encode(), row["payload"].encode(), event_headers(row))
+                    for row in rows
+                ],
+            )
             results = await asyncio.gather(*deliveries, return_exceptions=True)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
