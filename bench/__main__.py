@@ -28,7 +28,7 @@ from .pipeline import Pipeline
 from .procs import SERVICES, BenchError, load_average, machine, service_pids
 from .profile import Profiler, py_spy
 from .records import batch_bodies, records
-from .report import Report, Stage, render_markdown, to_json, update_readme
+from .report import Report, Stage, newest_results, render_markdown, to_json, update_readme
 from .settings import OUTPUT_DIR, README, RESULTS_DIR, Settings
 
 log = logging.getLogger("bench")
@@ -205,15 +205,10 @@ async def full_speed(
 
 def last_recorded(mode: str) -> tuple[str, dict[str, Any]] | None:
     """The newest results file of this mode in ``bench/results/``: name and content."""
-    suffix = "" if mode == "latest" else f"-{mode}"
-    found = sorted(
-        path
-        for path in RESULTS_DIR.glob("*.json")
-        if path.stem[:10].replace("-", "").isdigit() and path.stem[10:] == suffix
-    )
-    if not found:
+    name = newest_results((path.name for path in RESULTS_DIR.glob("*.json")), mode)
+    if name is None:
         return None
-    return found[-1].name, orjson.loads(found[-1].read_bytes())
+    return name, orjson.loads((RESULTS_DIR / name).read_bytes())
 
 
 def write(report: Report, mode: str, record: bool) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import zip_longest
 from typing import Any
@@ -309,6 +309,20 @@ def baseline_costs(data: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         phase: {name: statistics.median(values) for name, values in processes.items()}
         for phase, processes in costs.items()
     }
+
+
+def newest_results(names: Iterable[str], mode: str) -> str | None:
+    """The newest results file of a mode among file names: ``<YYYY-MM-DD>.json`` for the
+    plain run, ``<YYYY-MM-DD>-<mode>.json`` for the others."""
+    suffix = ".json" if mode == "latest" else f"-{mode}.json"
+    dated = [
+        name
+        for name in names
+        if name[:10].replace("-", "").isdigit()
+        and len(name) == 10 + len(suffix)
+        and name.endswith(suffix)
+    ]
+    return max(dated, default=None)
 
 
 def compare(report: Report, baseline: Mapping[str, Any]) -> list[list[str]]:

@@ -26,6 +26,7 @@ from bench.report import (
     cpu_summary,
     fraction_of_slowest,
     latency,
+    newest_results,
     percentile,
     phases_named,
     pipeline_cpu_percent,
@@ -274,6 +275,18 @@ def test_a_run_is_compared_with_the_recorded_one_phase_by_phase() -> None:
     assert "Against the last recorded run (bench/results/x.json)" in markdown
     assert table_rows(markdown, "phase | process")[2] == rows[0]
     assert "Against the last recorded run" not in render_markdown(run)
+
+
+def test_a_run_is_compared_with_the_newest_recorded_file_of_its_mode() -> None:
+    names = [
+        *("2026-11-29.json", "2026-11-30.json", "2026-11-30.md", "2026-12-01-backlog.json"),
+        *("2026-12-02-profile.json", "2026-12-03-scaling.md", "notes.json"),
+    ]
+
+    assert newest_results(names, "latest") == "2026-11-30.json"
+    assert newest_results(names, "backlog") == "2026-12-01-backlog.json"
+    assert newest_results(names, "profile") == "2026-12-02-profile.json"
+    assert newest_results(["notes.json"], "latest") is None
 
 
 # --- rendering --------------------------------------------------------------------------
