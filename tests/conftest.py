@@ -12,6 +12,7 @@ from pytest_aiohttp import AiohttpClient
 from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
 from services.common.config import KafkaConfig, RetryConfig
+from services.common.tracing import Tracing
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
@@ -46,6 +47,13 @@ def api_config(kafka: KafkaConfig, database: str) -> ApiConfig:
     )
 
 
+@pytest.fixture
+def tracing() -> Tracing | None:
+    """The services' tracing: their own default (no SDK, no export) unless a test module
+    overrides this fixture."""
+    return None
+
+
 async def _wait_ready(client: Client, name: str) -> None:
     async def ready() -> bool:
         response = await client.get("/ready")
@@ -55,9 +63,11 @@ async def _wait_ready(client: Client, name: str) -> None:
 
 
 @pytest.fixture
-async def api(api_config: ApiConfig, aiohttp_client: AiohttpClient) -> Client:
+async def api(
+    api_config: ApiConfig, tracing: Tracing | None, aiohttp_client: AiohttpClient
+) -> Client:
     """The API, started on a free port and ready (database migrated, Kafka connected)."""
-    client = await aiohttp_client(create_api(api_config))
+    client = await aiohttp_client(create_api(api_config, tracing))
     await _wait_ready(client, "API")
     return client
 
@@ -76,8 +86,10 @@ def scheduler_config(kafka: KafkaConfig, api: Client) -> SchedulerConfig:
 
 
 @pytest.fixture
-async def scheduler(scheduler_config: SchedulerConfig, aiohttp_client: AiohttpClient) -> Client:
+async def scheduler(
+    scheduler_config: SchedulerConfig, tracing: Tracing | None, aiohttp_client: AiohttpClient
+) -> Client:
     """The scheduler, consuming the test's topic and calling the test's API."""
-    client = await aiohttp_client(create_scheduler(scheduler_config))
+    client = await aiohttp_client(create_scheduler(scheduler_config, tracing))
     await _wait_ready(client, "scheduler")
     return client

@@ -23,6 +23,15 @@ ENV = local_environ(ROOT)  # the settings `make test` runs with
 BOOTSTRAP = ENV["KAFKA_BOOTSTRAP_SERVERS"]
 DATABASE_URL = ENV["DATABASE_URL"]
 TOKEN = "test-token"
+# The headers the scheduler adds to every dead letter.
+DLQ_HEADERS = (
+    "dlq-reason",
+    "dlq-stage",
+    "dlq-source-topic",
+    "dlq-source-partition",
+    "dlq-source-offset",
+    "dlq-source-timestamp",
+)
 
 T = TypeVar("T")
 
@@ -81,10 +90,38 @@ async def create_database(server: str = DATABASE_URL) -> str:
 async def drop_database(url: str, server: str = DATABASE_URL) -> None:
     name = urlsplit(url).path.lstrip("/")
     conn = await asyncpg.connect(server)
+
+    async def dropped() -> bool:
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except asyncpg.InsufficientPrivilegeError:
+            # An autovacuum worker (the server's own role, which FORCE may not end) is on
+            # it after a busy test; it is done in a moment.
+            return False
+        return True
+
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await eventually(dropped, within=60, what=f"database {name} dropped", every=0.5)
     finally:
         await conn.close()
+
+
+async def fetchval(database: str, query: str, *args: Any) -> Any:
+    """The first value of ``query``'s first row, on a connection of its own to ``database``."""
+    conn = await asyncpg.connect(database)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
+
+
+async def product_count(database: str) -> int:
+    count: int = await fetchval(database, "SELECT count(*) FROM products")
+    return count
+
+
+async def persisted(database: str, product_id: str) -> bool:
+    return bool(await fetchval(database, "SELECT 1 FROM products WHERE id = $1", product_id))
 
 
 async def eventually(
@@ -150,6 +187,11 @@ class TopicReader:
                 self.records.extend(batch)
         return self.records
 
+    async def poll(self) -> None:
+        """Read what arrived, waiting at most 200 ms."""
+        for batch in (await self._consumer.getmany(timeout_ms=200)).values():
+            self.records.extend(batch)
+
     async def read(self, count: int, *, within: float = 30) -> list[ConsumerRecord[bytes, bytes]]:
         return await self.read_until(
             lambda records: len(records) >= count,
@@ -165,6 +207,23 @@ class TopicReader:
             for batch in (await self._consumer.getmany(timeout_ms=100)).values():
                 self.records.extend(batch)
         assert len(self.records) == before, f"unexpected records on {self.topic}"
+
+
+def events_by_product(
+    records: Iterable[ConsumerRecord[bytes, bytes]],
+) -> dict[bytes, list[tuple[int, int]]]:
+    """Each product's events on produtos-persistidos as (event id, quantity), in the order
+    read, once duplicates (an event published again keeps its event-id) are dropped."""
+    seen: set[bytes] = set()
+    per_product: dict[bytes, list[tuple[int, int]]] = {}
+    for record in records:
+        event_id = dict(record.headers)["event-id"]
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        quantity = jsoncodec.loads(record.value)["availability"]["quantity"]
+        per_product.setdefault(record.key or b"", []).append((int(event_id), quantity))
+    return per_product
 
 
 async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
@@ -186,6 +245,23 @@ def manual_record(product_id: str, **changes: Any) -> dict[str, Any]:
         "price": 100.0,
         "currency": "BRL",
         "stockQuantity": 50,
+        "category": "Categoria do Produto",
+    }
+    record.update(changes)
+    return record
+
+
+def transformed_record(
+    product_id: str, timestamp: str = "2024-06-12T12:00:00.000Z", **changes: Any
+) -> dict[str, Any]:
+    """A transformed record (the API's batch items, produtos-persistidos), of the values
+    ``manual_record`` carries."""
+    record: dict[str, Any] = {
+        "id": product_id,
+        "name": "Nome do Produto",
+        "description": "Descrição do Produto",
+        "pricing": {"amount": 100.0, "currency": "BRL"},
+        "availability": {"quantity": 50, "timestamp": timestamp},
         "category": "Categoria do Produto",
     }
     record.update(changes)

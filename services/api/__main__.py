@@ -1,7 +1,5 @@
 """``python -m services.api``: run the API in the foreground, logging to stdout."""
 
-import sys
-
 from ..common.service import run
 from .app import create_app
 from .config import ApiConfig
@@ -13,11 +11,4 @@ DESCRIPTION = (
 
 if __name__ == "__main__":
     # In-flight requests get 20 s to finish on SIGTERM; the relay then ends its round.
-    run(
-        "services.api",
-        ApiConfig.from_env,
-        create_app,
-        description=DESCRIPTION,
-        argv=sys.argv[1:],
-        shutdown_timeout=20,
-    )
+    run("services.api", DESCRIPTION, ApiConfig.from_env, create_app, shutdown_timeout=20)

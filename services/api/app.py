@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -15,6 +15,7 @@ from ..common.http import bearer_auth, error_middleware
 from ..common.kafka import ManagedProducer
 from ..common.metrics import ApiMetrics
 from ..common.protocol import answer_malformed_requests_in_json
+from ..common.service import cancel_and_wait
 from ..common.tracing import TRACING, Tracing, trace_middleware
 from . import repository
 from .config import ApiConfig
@@ -22,6 +23,10 @@ from .database import Database
 from .handlers import routes
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
 from .outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+RELAY_STOP_TIMEOUT = 10.0
 
 DESCRIPTION = (
     "Persists product records in PostgreSQL and publishes what it persisted on Kafka. "
@@ -57,12 +62,6 @@ def create_app(config: ApiConfig, tracing: Tracing | None = None) -> web.Applica
     return app
 
 
-async def _background(start: asyncio.Task[None]) -> None:
-    start.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await start
-
-
 async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     app[TRACING].shutdown()
@@ -77,7 +76,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].watch_pool(database.pool_in_use, database.pool_size)
     opening = asyncio.create_task(database.open(), name="database-open")
     yield
-    await _background(opening)
+    await cancel_and_wait(opening)
     await database.close()
 
 
@@ -87,7 +86,7 @@ async def producer_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PRODUCER] = producer
     starting = asyncio.create_task(producer.start(), name="kafka-producer-start")
     yield
-    await _background(starting)
+    await cancel_and_wait(starting)
     await producer.stop()
 
 
@@ -106,7 +105,12 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     running = asyncio.create_task(relay.run(app[DATABASE]), name="outbox-relay")
     yield
     relay.stop()
-    await running
+    try:
+        # The round in flight finishes, so its events are not published again; a round
+        # held up by an unreachable broker or database is given up (and published later).
+        await asyncio.wait_for(running, RELAY_STOP_TIMEOUT)
+    except TimeoutError:
+        log.warning("outbox relay stopped mid-round after %.0fs", RELAY_STOP_TIMEOUT)
 
 
 async def outbox_gauges_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -127,4 +131,4 @@ async def outbox_gauges_ctx(app: web.Application) -> AsyncIterator[None]:
 
     refreshing = asyncio.create_task(refresh(), name="outbox-gauges")
     yield
-    await _background(refreshing)
+    await cancel_and_wait(refreshing)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from ..common.config import RetryConfig
 from ..common.errors import Unavailable
-from ..common.retry import retry_forever
+from ..common.retry import retry
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Advisory lock keys (any constants, unique within the database).
 MIGRATIONS_LOCK = 7_204_311_001
@@ -35,6 +38,11 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     # operation (2) is in progress" (a client-side error: nothing reached the server).
     asyncpg.exceptions.InternalClientError,
 )
+
+# What a transaction meets when another one writes the same rows at the same time; the
+# transaction was rolled back and may simply run again.
+CONFLICTING_WRITERS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+TRANSACTION_ATTEMPTS = 5
 
 
 # What a pooled connection is to the type checker (asyncpg-stubs): a proxy of a Connection.
@@ -92,7 +100,7 @@ class Database:
                 raise
             return pool
 
-        self._pool = await retry_forever(
+        self._pool = await retry(
             attempt, what="connecting to PostgreSQL", config=self._retry, log=log
         )
         self._opened.set()
@@ -120,6 +128,32 @@ class Database:
 
     def pool_size(self) -> float:
         return self._pool.get_size() if self._pool is not None else 0
+
+    async def in_transaction(self, work: Callable[[Connection], Awaitable[T]], *, what: str) -> T:
+        """Run ``work`` in one transaction on a pooled connection.
+
+        A deadlock or a serialization failure (a concurrent writer of the same rows) rolls
+        the transaction back; it runs again a few times, then is answered 503.
+        """
+
+        async def attempt() -> T:
+            async with self.connection() as conn, conn.transaction():
+                return await work(conn)
+
+        try:
+            return await retry(
+                attempt,
+                what=what,
+                config=self._retry,
+                log=log,
+                retry_on=CONFLICTING_WRITERS,
+                attempts=TRANSACTION_ATTEMPTS,
+            )
+        except CONFLICTING_WRITERS as exc:
+            raise Unavailable(
+                "Concurrent writers of the same products kept conflicting; nothing was "
+                "written. Try again."
+            ) from exc
 
     async def ready(self) -> bool:
         try:

@@ -8,7 +8,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -30,8 +30,10 @@ from ..common.contracts import (
 from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, json_body, query
 from ..common.errors import ApiError, Unavailable
 from ..common.http import invalid, json_response, read_json
+from ..common.kafka import Outgoing
 from ..common.tracing import TRACING, SpanKind, Trace, parse, trace_of
 from . import repository, schemas
+from .database import Connection
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
 from .repository import Outcome, Source
 
@@ -83,22 +85,23 @@ async def produce_manual(request: web.Request) -> web.Response:
         product = load_manual(await read_json(request))
     except ValidationError as error:
         raise invalid(error) from None
-    producer = request.app[PRODUCER].get()
     record = dict(product)
     with request.app[TRACING].span(
         f"produce {config.kafka.topic_cadastro}", parent=trace_of(request), kind=SpanKind.PRODUCER
     ) as trace:
         try:
             async with asyncio.timeout(MANUAL_SEND_TIMEOUT):
-                metadata = await producer.send_and_wait(
-                    config.kafka.topic_cadastro,
-                    value=jsoncodec.dumps(record),
-                    key=product["productId"].encode(),
-                    headers=[trace.kafka_header],
+                [metadata] = await request.app[PRODUCER].send(
+                    [
+                        Outgoing(
+                            config.kafka.topic_cadastro,
+                            value=jsoncodec.dumps(record),
+                            key=product["productId"].encode(),
+                            headers=[trace.kafka_header],
+                        )
+                    ]
                 )
         except (KafkaError, TimeoutError) as exc:
-            if isinstance(exc, KafkaError):
-                request.app[PRODUCER].renew(producer)  # see ManagedProducer.renew
             log.warning(
                 "producing product %s failed: %s",
                 product["productId"],
@@ -141,32 +144,34 @@ REFUSED_BY_DATABASE = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationEr
 async def persist(
     request: web.Request,
     items: list[tuple[TransformedProduct, Source | None]],
-    traceparents: Mapping[str, str],
+    traceparents: Sequence[str],
     read_back: bool = False,
-) -> tuple[dict[str, Outcome], str | None]:
+) -> tuple[list[Outcome], bytes | None]:
     """Upsert the records and enqueue their events in one transaction.
 
-    ``traceparents`` gives each product id's trace, kept with its event. With ``read_back``,
-    also returns the persisted document of the first record.
+    ``traceparents`` gives each item's trace, kept with its event. Returns the outcome of
+    each item and, with ``read_back``, the persisted document of the first one.
     """
     app = request.app
     metrics = app[METRICS]
+
+    async def write(conn: Connection) -> tuple[list[Outcome], bytes | None]:
+        outcomes = await repository.upsert_products(
+            conn, items, app[CONFIG].kafka.topic_persistidos, traceparents
+        )
+        document = await repository.read_product(conn, items[0][0]["id"]) if read_back else None
+        return outcomes, document
+
     started = time.perf_counter()
     with app[TRACING].span(
         "persist",
         parent=trace_of(request),
-        links=app[TRACING].links(traceparents.values()),
+        links=app[TRACING].links(traceparents),
         attributes={"fluxo.records": len(items)},
     ):
-        async with app[DATABASE].connection() as conn, conn.transaction():
-            outcomes = await repository.upsert_products(
-                conn, items, app[CONFIG].kafka.topic_persistidos, traceparents
-            )
-            document = (
-                await repository.product_document(conn, items[0][0]["id"]) if read_back else None
-            )
+        outcomes, document = await app[DATABASE].in_transaction(write, what="persisting products")
     metrics.persist_duration.observe(time.perf_counter() - started)
-    for outcome, count in Counter(outcomes.values()).items():
+    for outcome, count in Counter(outcomes).items():
         metrics.persisted_records.labels(outcome.value).inc(count)
     return outcomes, document
 
@@ -196,12 +201,12 @@ async def persist_one(request: web.Request) -> web.Response:
     trace = trace_of(request)
     try:
         outcomes, document = await persist(
-            request, [(product, None)], {product["id"]: trace.traceparent}, read_back=True
+            request, [(product, None)], [trace.traceparent], read_back=True
         )
     except REFUSED_BY_DATABASE as exc:
         request.app[METRICS].persisted_records.labels("rejected").inc()
         raise ApiError(422, f"The database refused the record: {exc}") from None
-    outcome = outcomes[product["id"]]
+    outcome = outcomes[0]
     log.info(
         "product %s %s",
         product["id"],
@@ -209,7 +214,7 @@ async def persist_one(request: web.Request) -> web.Response:
         extra={"trace_id": trace.trace_id, "key": product["id"]},
     )
     return json_response(
-        {"status": outcome.value, "product": jsoncodec.loads(document or "null")},
+        {"status": outcome.value, "product": jsoncodec.Fragment(document or b"null")},
         status=STATUS[outcome],
     )
 
@@ -242,7 +247,8 @@ async def persist_batch(request: web.Request) -> web.Response:
     results: list[dict[str, Any]] = []
     valid: list[tuple[TransformedProduct, Source | None]] = []
     request_trace = trace_of(request)
-    traces: dict[str, Trace] = {}
+    traces: dict[int, Trace] = {}  # the trace of each valid item, by its index
+    pending: list[dict[str, Any]] = []  # the results of the valid items, in their order
     for index, item in enumerate(items):
         try:
             product, source = load_item(item)
@@ -261,23 +267,24 @@ async def persist_batch(request: web.Request) -> web.Response:
             )
             continue
         valid.append((product, source))
-        traces[product["id"]] = parse(item.get("traceparent")) or request_trace
-        results.append({"index": index, "id": product["id"], "status": None})
+        traces[index] = parse(item.get("traceparent")) or request_trace
+        pending.append({"index": index, "id": product["id"]})
+        results.append(pending[-1])
     if valid:
-        outcomes, refused = await persist_batch_items(
-            request, valid, {key: trace.traceparent for key, trace in traces.items()}
+        outcomes = await persist_batch_items(
+            request, valid, [traces[result["index"]].traceparent for result in pending]
         )
-        for result in results:
-            if result["id"] in refused and result["status"] is None:
+        for result, outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, Outcome):
+                result["status"] = outcome.value
+            else:
                 result["status"] = "rejected"
-                result["error"] = {"code": "refused", "message": refused[result["id"]]}
-            elif result["status"] is None:
-                result["status"] = outcomes[result["id"]].value
+                result["error"] = {"code": "refused", "message": outcome}
     rejected = sum(result["status"] == "rejected" for result in results)
     request.app[METRICS].persisted_records.labels("rejected").inc(rejected)
     if log.isEnabledFor(logging.DEBUG):
         for result in results:
-            trace = traces.get(result["id"] or "", request_trace)
+            trace = traces.get(result["index"], request_trace)
             log.debug(
                 "product %s %s",
                 result["id"],
@@ -297,27 +304,26 @@ async def persist_batch(request: web.Request) -> web.Response:
 async def persist_batch_items(
     request: web.Request,
     items: list[tuple[TransformedProduct, Source | None]],
-    traceparents: Mapping[str, str],
-) -> tuple[dict[str, Outcome], dict[str, str]]:
+    traceparents: Sequence[str],
+) -> list[Outcome | str]:
     """Persist a batch in one transaction; if the database refuses it, one record at a time,
-    so that only the records at fault are refused. Returns outcomes and refusals by id."""
+    so that only the records at fault are refused. Returns, for each item, its outcome or
+    why the database refused it."""
     try:
-        outcomes, _ = await persist(request, items, traceparents)
-        return outcomes, {}
+        return list((await persist(request, items, traceparents))[0])
     except REFUSED_BY_DATABASE as exc:
         log.warning(
             "the database refused a batch (%s); persisting it record by record",
             exc,
             extra={"trace_id": trace_of(request).trace_id},
         )
-    outcomes = {}
-    refused: dict[str, str] = {}
-    for item in items:
+    results: list[Outcome | str] = []
+    for item, trace in zip(items, traceparents, strict=True):
         try:
-            outcomes.update((await persist(request, [item], traceparents))[0])
+            results.append((await persist(request, [item], [trace]))[0][0])
         except REFUSED_BY_DATABASE as exc:
-            refused[item[0]["id"]] = f"The database refused the record: {exc}"
-    return outcomes, refused
+            results.append(f"The database refused the record: {exc}")
+    return results
 
 
 def load_item(item: Any) -> tuple[TransformedProduct, Source | None]:
@@ -388,10 +394,10 @@ async def get_product(request: web.Request) -> web.Response:
     # PostgreSQL refuses NUL in text: such an id, like an over-long one, is nobody's.
     if "\x00" not in product_id and len(product_id) <= ID_MAX:
         async with request.app[DATABASE].connection() as conn:
-            document = await repository.product_document(conn, product_id)
+            document = await repository.read_product(conn, product_id)
     if document is None:
         raise ApiError(404, f"No product with id {product_id!r}.")
-    return web.Response(text=document, content_type="application/json")
+    return web.Response(body=document, content_type="application/json")
 
 
 @routes.get("/produtos", allow_head=False)
@@ -429,11 +435,12 @@ async def list_products(request: web.Request) -> web.Response:
     if problems:
         raise ApiError(422, "Invalid query.", fields=problems)
     async with request.app[DATABASE].connection() as conn:
-        page = await repository.product_documents_page(conn, after, limit)
-    items = ",".join(document for _, document in page)
-    next_id = jsoncodec.dumps(page[-1][0]).decode() if len(page) == limit else "null"
-    return web.Response(
-        text=f'{{"items":[{items}],"next":{next_id}}}', content_type="application/json"
+        page = await repository.read_products_page(conn, after, limit)
+    return json_response(
+        {
+            "items": [jsoncodec.Fragment(document) for _, document in page],
+            "next": page[-1][0] if len(page) == limit else None,
+        }
     )
 
 

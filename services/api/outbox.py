@@ -22,9 +22,9 @@ from typing import Any
 import asyncpg
 
 from ..common.config import RetryConfig
-from ..common.kafka import ManagedProducer, send_batches
+from ..common.kafka import ManagedProducer, Outgoing
 from ..common.metrics import ApiMetrics
-from ..common.retry import backoff_delays
+from ..common.retry import Stopped, retry, until_stopped
 from ..common.tracing import TRACEPARENT, SpanKind, Tracing
 from . import repository
 from .database import Database
@@ -42,6 +42,7 @@ KEEPALIVES = {
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "3",
 }
+CONNECT_TIMEOUT = 10.0
 
 
 class OutboxRelay:
@@ -74,22 +75,26 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, database: Database) -> None:
-        await database.wait_open()  # the outbox table exists from then on
-        delays = backoff_delays(self._retry)
-        while not self._stopping.is_set():
-            try:
-                await self._run_connected()
-            except Exception as exc:
-                self._set_slots(frozenset())
-                delay = next(delays)
-                log.warning("outbox relay interrupted (%s); retrying in %.2fs", exc, delay)
-                await self._sleep(delay)
-            else:
-                delays = backoff_delays(self._retry)
+        """Relay until stopped; a lost connection or a failed delivery is retried."""
+        try:
+            # The outbox table exists once the database is open.
+            await until_stopped(database.wait_open(), self._stopping)
+            await retry(
+                self._run_connected,
+                what="relaying the outbox",
+                config=self._retry,
+                log=log,
+                stop=self._stopping,
+                on_failure=lambda _: self._set_slots(frozenset()),
+            )
+        except Stopped:
+            pass
 
     async def _run_connected(self) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(
-            self._dsn, server_settings={"application_name": APPLICATION_NAME, **KEEPALIVES}
+            self._dsn,
+            timeout=CONNECT_TIMEOUT,
+            server_settings={"application_name": APPLICATION_NAME, **KEEPALIVES},
         )
         try:
             slots = RelaySlots(conn)
@@ -118,7 +123,6 @@ class OutboxRelay:
                 await asyncio.shield(conn.close())  # also releases the advisory lock
 
     async def _publish(self, rows: list[asyncpg.Record]) -> None:
-        producer = self._producer.get()
         started = time.perf_counter()
         with self._tracing.span(
             f"publish {rows[0]['topic']}",
@@ -126,18 +130,17 @@ class OutboxRelay:
             links=self._tracing.links(row["traceparent"] for row in rows),
             attributes={"messaging.batch.message_count": len(rows)},
         ):
-            deliveries = await send_batches(
-                producer,
+            await self._producer.send_batched(
                 [
-                    (row["topic"], row["key"].encode(), row["payload"].encode(), event_headers(row))
+                    Outgoing(
+                        row["topic"],
+                        value=row["payload"].encode(),
+                        key=row["key"].encode(),
+                        headers=event_headers(row),
+                    )
                     for row in rows
-                ],
+                ]
             )
-            results = await asyncio.gather(*deliveries, return_exceptions=True)
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
-            self._producer.renew(producer)  # see ManagedProducer.renew
-            raise failures[0]
         acknowledged = time.time()
         self._metrics.outbox_publish_duration.observe(time.perf_counter() - started)
         self._metrics.outbox_published.inc(len(rows))

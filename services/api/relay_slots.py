@@ -1,7 +1,7 @@
 """Relay slots: the share of the outbox one replica's relay publishes.
 
 The outbox is partitioned by a hash of the product key into K slots (``outbox_slot`` in
-``sql/003_outbox_slots.sql``; K is stored in ``outbox_relay_config``). A relay publishes
+``sql/005_outbox_slots.sql``; K is stored in ``outbox_relay_config``). A relay publishes
 the rows of the slots whose advisory lock it holds on its own connection, so one product's
 events are published by one relay at a time, in id order, while up to K relays publish at
 once. The locks go with the connection: when a replica dies, PostgreSQL ends its session

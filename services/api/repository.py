@@ -9,7 +9,9 @@ from typing import Any
 
 import asyncpg
 
+from ..common import jsoncodec
 from ..common.contracts import TransformedProduct
+from ..common.transform import format_timestamp
 from .database import Connection
 
 
@@ -28,97 +30,120 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
 
 
-# One statement, one round trip: upsert the batch and write an outbox event for every row
-# inserted or changed. A row changes only for a newer source record (availability
-# timestamp, then offset) with different content, so a replay never regresses a row and a
-# duplicate writes no event. The published payload is built from the row as stored; the
-# event keeps the record's trace and, for a record from Kafka, its source timestamp.
-UPSERT_PRODUCTS = """
+# What the persisted record is made of.
+DOCUMENT_COLUMNS = (
+    "p.id, p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity, "
+    "p.availability_timestamp, p.category"
+)
+
+# Upsert the batch in one statement. A row changes only for a newer source record
+# (availability timestamp, then offset) with different content, so a replay never regresses
+# a row and a duplicate changes nothing. Rows are written (and so locked) in id order: two
+# transactions writing the same products wait for each other instead of deadlocking. The
+# rows inserted or changed come back as stored, for their events.
+UPSERT_PRODUCTS = f"""
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
-        $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[], $13::text[]
+        $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[]
     ) AS t(id, name, description, price_amount, price_currency, stock_quantity,
-           availability_timestamp, category, source_topic, source_partition, source_offset,
-           traceparent)
-), written AS (
-    INSERT INTO products AS p (
-        id, name, description, price_amount, price_currency, stock_quantity,
-        availability_timestamp, category, source_topic, source_partition, source_offset)
-    SELECT id, name, description, price_amount, price_currency, stock_quantity,
-           availability_timestamp, category, source_topic, source_partition, source_offset
-    FROM input
-    ON CONFLICT (id) DO UPDATE SET
-        name = EXCLUDED.name,
-        description = EXCLUDED.description,
-        price_amount = EXCLUDED.price_amount,
-        price_currency = EXCLUDED.price_currency,
-        stock_quantity = EXCLUDED.stock_quantity,
-        availability_timestamp = EXCLUDED.availability_timestamp,
-        category = EXCLUDED.category,
-        source_topic = EXCLUDED.source_topic,
-        source_partition = EXCLUDED.source_partition,
-        source_offset = EXCLUDED.source_offset,
-        updated_at = now()
-    WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
-          > (p.availability_timestamp, coalesce(p.source_offset, -1))
-      AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
-           EXCLUDED.price_currency, EXCLUDED.stock_quantity,
-           EXCLUDED.availability_timestamp, EXCLUDED.category)
-          IS DISTINCT FROM
-          (p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity,
-           p.availability_timestamp, p.category)
-    RETURNING p AS product, p.xmax = 0 AS inserted
-), events AS (
-    INSERT INTO outbox (topic, key, payload, traceparent, source_timestamp)
-    SELECT $12, (w.product).id, product_document(w.product), i.traceparent,
-           CASE WHEN i.source_topic IS NOT NULL THEN i.availability_timestamp END
-    FROM written w JOIN input i ON i.id = (w.product).id
-    ORDER BY (w.product).id
+           availability_timestamp, category, source_topic, source_partition, source_offset)
 )
-SELECT (product).id AS id, inserted FROM written
+INSERT INTO products AS p (
+    id, name, description, price_amount, price_currency, stock_quantity,
+    availability_timestamp, category, source_topic, source_partition, source_offset)
+SELECT * FROM input ORDER BY id
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name,
+    description = EXCLUDED.description,
+    price_amount = EXCLUDED.price_amount,
+    price_currency = EXCLUDED.price_currency,
+    stock_quantity = EXCLUDED.stock_quantity,
+    availability_timestamp = EXCLUDED.availability_timestamp,
+    category = EXCLUDED.category,
+    source_topic = EXCLUDED.source_topic,
+    source_partition = EXCLUDED.source_partition,
+    source_offset = EXCLUDED.source_offset,
+    updated_at = now()
+WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
+      > (p.availability_timestamp, coalesce(p.source_offset, -1))
+  AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
+       EXCLUDED.price_currency, EXCLUDED.stock_quantity,
+       EXCLUDED.availability_timestamp, EXCLUDED.category)
+      IS DISTINCT FROM
+      (p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity,
+       p.availability_timestamp, p.category)
+RETURNING {DOCUMENT_COLUMNS}, p.xmax = 0 AS inserted
 """
 
-SELECT_DOCUMENT = "SELECT product_document(p)::text FROM products p WHERE p.id = $1"
-
-SELECT_DOCUMENTS_PAGE = """
-SELECT product_document(p)::text AS document, p.id
-FROM products p WHERE p.id > $1 ORDER BY p.id LIMIT $2
+# The events of the rows written, in id order, in the same transaction.
+INSERT_EVENTS = """
+INSERT INTO outbox (topic, key, payload, traceparent, source_timestamp)
+SELECT $1, key, payload::json, traceparent, source_timestamp
+FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
+    AS t(key, payload, traceparent, source_timestamp)
 """
 
+SELECT_PRODUCT = f"SELECT {DOCUMENT_COLUMNS} FROM products p WHERE p.id = $1"
+SELECT_PRODUCTS_PAGE = (
+    f"SELECT {DOCUMENT_COLUMNS} FROM products p WHERE p.id > $1 ORDER BY p.id LIMIT $2"
+)
 
-def _latest_per_id(
-    items: Sequence[tuple[TransformedProduct, Source | None]],
-) -> dict[str, tuple[TransformedProduct, Source | None]]:
-    """One record per id (a statement may not touch a row twice): the newest wins."""
 
-    def rank(item: tuple[TransformedProduct, Source | None]) -> tuple[Any, int]:
-        product, source = item
+def encode_product(row: Mapping[str, Any] | asyncpg.Record) -> bytes:
+    """The persisted record of a products row: the one encoding of it that GET answers,
+    list pages, POST answers and the events on produtos-persistidos all carry."""
+    return jsoncodec.dumps(
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row["description"],
+            "pricing": {"amount": row["price_amount"], "currency": row["price_currency"]},
+            "availability": {
+                "quantity": row["stock_quantity"],
+                "timestamp": format_timestamp(row["availability_timestamp"]),
+            },
+            "category": row["category"],
+        }
+    )
+
+
+Item = tuple[TransformedProduct, Source | None]
+
+
+def newest_per_id(items: Sequence[Item]) -> dict[str, int]:
+    """For each id, the index of its newest item (source timestamp, then offset; the first
+    of equals): a statement may write a row only once, and the others lose to it."""
+
+    def rank(index: int) -> tuple[Any, int]:
+        product, source = items[index]
         return (product["availability"]["timestamp"], source.offset if source else -1)
 
-    latest: dict[str, tuple[TransformedProduct, Source | None]] = {}
-    for item in items:
-        key = item[0]["id"]
-        if key not in latest or rank(item) > rank(latest[key]):
-            latest[key] = item
-    return latest
+    newest: dict[str, int] = {}
+    for index, (product, _) in enumerate(items):
+        key = product["id"]
+        if key not in newest or rank(index) > rank(newest[key]):
+            newest[key] = index
+    return newest
 
 
 async def upsert_products(
     conn: Connection,
-    items: Sequence[tuple[TransformedProduct, Source | None]],
+    items: Sequence[Item],
     topic: str,
-    traceparents: Mapping[str, str] | None = None,
-) -> dict[str, Outcome]:
-    """Persist a batch and enqueue its events; returns the outcome of each distinct id.
+    traceparents: Sequence[str | None] | None = None,
+) -> list[Outcome]:
+    """Persist a batch and enqueue its events; returns the outcome of each item, in order.
 
-    ``traceparents`` gives the trace of each product id, kept with its event. Run it inside
-    a transaction: products and outbox commit together or not at all.
+    Of several items for one id, the newest is written; the others are answered
+    ``unchanged`` (they lost to it). ``traceparents`` gives each item's trace, kept with its
+    event. Run it inside a transaction: products and outbox commit together or not at all.
     """
-    latest = _latest_per_id(items)
+    newest = newest_per_id(items)
     columns: list[list[Any]] = [[] for _ in range(11)]
-    for product, source in latest.values():
-        row = (
+    for product_id in sorted(newest):
+        product, source = items[newest[product_id]]
+        values = (
             product["id"],
             product["name"],
             product["description"],
@@ -131,26 +156,40 @@ async def upsert_products(
             source.partition if source else None,
             source.offset if source else None,
         )
-        for column, value in zip(columns, row, strict=True):
+        for column, value in zip(columns, values, strict=True):
             column.append(value)
-    traces = [(traceparents or {}).get(product_id) for product_id in latest]
-    written = await conn.fetch(UPSERT_PRODUCTS, *columns, topic, traces)
-    outcomes = dict.fromkeys(latest, Outcome.UNCHANGED)
-    for record in written:
-        outcomes[record["id"]] = Outcome.CREATED if record["inserted"] else Outcome.UPDATED
+    written: list[asyncpg.Record] = await conn.fetch(UPSERT_PRODUCTS, *columns)
+    if written:
+        written.sort(key=lambda row: row["id"])  # events in id order
+        winners = [newest[row["id"]] for row in written]
+        await conn.execute(
+            INSERT_EVENTS,
+            topic,
+            [row["id"] for row in written],
+            [encode_product(row).decode() for row in written],
+            [traceparents[index] if traceparents else None for index in winners],
+            # A record from Kafka: its timestamp, where the end-to-end latency starts.
+            [
+                row["availability_timestamp"] if items[index][1] is not None else None
+                for row, index in zip(written, winners, strict=True)
+            ],
+        )
+    outcomes = [Outcome.UNCHANGED] * len(items)
+    for row in written:
+        outcomes[newest[row["id"]]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
     return outcomes
 
 
-async def product_document(conn: Connection, product_id: str) -> str | None:
-    """The persisted record of a product as JSON text, or None."""
-    document: str | None = await conn.fetchval(SELECT_DOCUMENT, product_id)
-    return document
+async def read_product(conn: Connection, product_id: str) -> bytes | None:
+    """The persisted record of a product (``encode_product``), or None."""
+    row = await conn.fetchrow(SELECT_PRODUCT, product_id)
+    return encode_product(row) if row is not None else None
 
 
-async def product_documents_page(conn: Connection, after: str, limit: int) -> list[tuple[str, str]]:
-    """A page of persisted records in id order, after the given id: (id, JSON text)."""
-    rows = await conn.fetch(SELECT_DOCUMENTS_PAGE, after, limit)
-    return [(row["id"], row["document"]) for row in rows]
+async def read_products_page(conn: Connection, after: str, limit: int) -> list[tuple[str, bytes]]:
+    """A page of persisted records in id order, after the given id: (id, document)."""
+    rows = await conn.fetch(SELECT_PRODUCTS_PAGE, after, limit)
+    return [(row["id"], encode_product(row)) for row in rows]
 
 
 # --- outbox -----------------------------------------------------------------

@@ -173,7 +173,9 @@ class Money(fields.Decimal):
         )
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        # A JSON number arrives as an int, a float, or (read by jsoncodec.loads_exact) a
+        # Decimal; text and booleans are refused.
+        if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
 

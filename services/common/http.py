@@ -114,7 +114,7 @@ async def read_json(request: web.Request) -> Any:
         )
     body = await request.read()  # raises 413 past the application's client_max_size
     try:
-        return jsoncodec.loads(body)
+        return jsoncodec.loads_exact(body)
     except jsoncodec.JSONDecodeError as exc:
         raise ApiError(400, f"The body is not valid JSON: {exc}") from None
 

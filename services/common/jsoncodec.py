@@ -2,12 +2,14 @@
 
 Amounts are bounded to fourteen significant digits (see ``contracts.PRICE_LIMIT``), which a
 binary double carries exactly through a round trip, so ``float(amount)`` prints the same
-decimal text.
+decimal text. What clients and producers send is read with ``loads_exact``, so that a
+number a double would round (``1e-400``, ``0.1000000000000000001``) is judged as written.
 """
 
 from __future__ import annotations
 
 import decimal
+import json
 from typing import Any
 
 import orjson
@@ -23,8 +25,55 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
-def loads(data: bytes | str) -> Any:
-    return orjson.loads(data)
-
-
 JSONDecodeError = orjson.JSONDecodeError
+
+# Deepest nesting accepted. orjson parses up to 1,024 levels, past what Python's own
+# recursion limit lets validation print or compare (a RecursionError, not a validation
+# error); no document of this project nests more than a few levels.
+MAX_DEPTH = 64
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON; ``JSONDecodeError`` for invalid JSON or nesting deeper than MAX_DEPTH."""
+    value = orjson.loads(data)
+    if isinstance(value, dict | list) and _deeper_than(value, MAX_DEPTH):
+        raise JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels", "", 0)
+    return value
+
+
+def loads_exact(data: bytes | str) -> Any:
+    """``loads``, with every number as written: a fraction or an exponent as a ``Decimal``,
+    an integer of any size as an ``int`` (a double would round them)."""
+    value = loads(data)
+    if not _has_float(value):
+        return value
+    text = data.decode() if isinstance(data, bytes) else data  # UTF-8: orjson checked it
+    return json.loads(text, parse_float=decimal.Decimal)
+
+
+def _has_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+# JSON encoded already, embedded as it is in what ``dumps`` encodes.
+Fragment = orjson.Fragment

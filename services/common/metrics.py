@@ -10,7 +10,7 @@ middleware below. README.md ("Operate it") lists them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -43,7 +43,7 @@ END_TO_END_BUCKETS = (
 # Any other method a client sends is counted as "other": no client creates new series.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEAD_LETTER_STAGES = ("decode", "validate", "api")
-CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stopped")
+CONSUMER_STATES = ("starting", "running", "paused", "retrying", "stalled", "restarting", "stopped")
 
 
 def new_registry() -> CollectorRegistry:
@@ -60,13 +60,33 @@ class HttpMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.request_duration = Histogram(
+        self.request_duration = self._histogram(
             "fluxo_http_request_duration_seconds",
             "HTTP requests served, by route template, method and status, in seconds.",
             ["route", "method", "status"],
-            buckets=HOP_BUCKETS,
-            registry=registry,
         )
+
+    def _counter(
+        self, name: str, documentation: str, label: str = "", values: Iterable[str] = ()
+    ) -> Counter:
+        """A counter, by ``label`` if given; the series of ``values`` exist (at 0) from the
+        start, so that a rate over them is defined before their first event."""
+        counter = Counter(name, documentation, [label] if label else [], registry=self.registry)
+        for value in values:
+            counter.labels(value)
+        return counter
+
+    def _histogram(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = HOP_BUCKETS,
+    ) -> Histogram:
+        return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, documentation, labels, registry=self.registry)
 
     def middleware(self) -> Middleware:
         @web.middleware
@@ -105,67 +125,51 @@ class HttpMetrics:
 class ApiMetrics(HttpMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry or new_registry())
-        r = self.registry
-        self.manual_records = Counter(
-            "fluxo_api_manual_records", "Records produced by POST /produto/manual.", registry=r
+        self.manual_records = self._counter(
+            "fluxo_api_manual_records", "Records produced by POST /produto/manual."
         )
-        self.persisted_records = Counter(
+        self.persisted_records = self._counter(
             "fluxo_api_persisted_records",
             "Records persisted, by outcome (created, updated, unchanged, rejected).",
-            ["outcome"],
-            registry=r,
+            "outcome",
+            ("created", "updated", "unchanged", "rejected"),
         )
-        for outcome in ("created", "updated", "unchanged", "rejected"):
-            self.persisted_records.labels(outcome)
-        self.persist_duration = Histogram(
+        self.persist_duration = self._histogram(
             "fluxo_api_persist_duration_seconds",
             "The persist transaction (upsert products, write outbox) of one request, in seconds.",
-            buckets=HOP_BUCKETS,
-            registry=r,
         )
-        self.outbox_published = Counter(
-            "fluxo_api_outbox_published", "Events published on produtos-persistidos.", registry=r
+        self.outbox_published = self._counter(
+            "fluxo_api_outbox_published", "Events published on produtos-persistidos."
         )
-        self.outbox_publish_duration = Histogram(
+        self.outbox_publish_duration = self._histogram(
             "fluxo_api_outbox_publish_duration_seconds",
             "One relay round: from sending its events to the broker's last acknowledgement.",
-            buckets=HOP_BUCKETS,
-            registry=r,
         )
-        self.end_to_end_latency = Histogram(
+        self.end_to_end_latency = self._histogram(
             "fluxo_end_to_end_latency_seconds",
             "From the source record's Kafka timestamp to the broker's acknowledgement of its "
             "event on produtos-persistidos, in seconds.",
             buckets=END_TO_END_BUCKETS,
-            registry=r,
         )
-        self.outbox_backlog = Gauge(
-            "fluxo_api_outbox_backlog", "Outbox rows not yet published.", registry=r
+        self.outbox_backlog = self._gauge(
+            "fluxo_api_outbox_backlog", "Outbox rows not yet published."
         )
-        self.outbox_oldest_age = Gauge(
+        self.outbox_oldest_age = self._gauge(
             "fluxo_api_outbox_oldest_age_seconds",
             "Age of the oldest outbox row not yet published, in seconds (0 when empty).",
-            registry=r,
         )
-        self.outbox_relay_active = Gauge(
+        self.outbox_relay_active = self._gauge(
             "fluxo_api_outbox_relay_active",
             "1 while this replica publishes at least one outbox relay slot.",
-            registry=r,
         )
-        self.outbox_relay_slots = Gauge(
-            "fluxo_api_outbox_relay_slots",
-            "Outbox relay slots this replica publishes.",
-            registry=r,
+        self.outbox_relay_slots = self._gauge(
+            "fluxo_api_outbox_relay_slots", "Outbox relay slots this replica publishes."
         )
-        self.database_pool_in_use = Gauge(
-            "fluxo_api_database_pool_in_use",
-            "PostgreSQL pool connections lent out.",
-            registry=r,
+        self.database_pool_in_use = self._gauge(
+            "fluxo_api_database_pool_in_use", "PostgreSQL pool connections lent out."
         )
-        self.database_pool_size = Gauge(
-            "fluxo_api_database_pool_size",
-            "PostgreSQL pool connections open.",
-            registry=r,
+        self.database_pool_size = self._gauge(
+            "fluxo_api_database_pool_size", "PostgreSQL pool connections open."
         )
 
     def watch_pool(self, in_use: Callable[[], float], size: Callable[[], float]) -> None:
@@ -177,46 +181,36 @@ class ApiMetrics(HttpMetrics):
 class SchedulerMetrics(HttpMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry or new_registry())
-        r = self.registry
-        self.records = Counter(
-            "fluxo_scheduler_records", "Records fetched from the entry topic.", registry=r
+        self.records = self._counter(
+            "fluxo_scheduler_records", "Records fetched from the entry topic."
         )
-        self.persisted = Counter(
-            "fluxo_scheduler_persisted", "Records the API acknowledged.", registry=r
-        )
-        self.dead_lettered = Counter(
+        self.persisted = self._counter("fluxo_scheduler_persisted", "Records the API acknowledged.")
+        self.dead_lettered = self._counter(
             "fluxo_scheduler_dead_lettered",
             "Records sent to the dead-letter topic, by stage (decode, validate, api).",
-            ["stage"],
-            registry=r,
+            "stage",
+            DEAD_LETTER_STAGES,
         )
-        for stage in DEAD_LETTER_STAGES:
-            self.dead_lettered.labels(stage)
-        self.retries = Counter(
+        self.retries = self._counter(
             "fluxo_scheduler_retries",
             "Retried failures, by operation (persist, dead-letter).",
-            ["operation"],
-            registry=r,
+            "operation",
+            ("persist", "dead-letter"),
         )
-        for operation in ("persist", "dead-letter"):
-            self.retries.labels(operation)
-        self.batch_duration = Histogram(
+        self.batch_duration = self._histogram(
             "fluxo_scheduler_batch_duration_seconds",
             "Round trip of one batch request to the API, in seconds.",
-            buckets=HOP_BUCKETS,
-            registry=r,
         )
-        self.consumer_lag = Gauge(
+        self.consumer_lag = self._gauge(
             "fluxo_scheduler_consumer_lag",
             "Records on the broker past the group's committed offset, per assigned partition.",
             ["topic", "partition"],
-            registry=r,
         )
         self.consumer_state = Enum(
             "fluxo_scheduler_consumer_state",
             "State of the consumer.",
             states=list(CONSUMER_STATES),
-            registry=r,
+            registry=self.registry,
         )
 
     def counts(self) -> dict[str, int]:

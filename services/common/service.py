@@ -1,10 +1,14 @@
-"""Running a service in the foreground: ``python -m services.api`` / ``services.scheduler``."""
+"""Running a service in the foreground (``python -m services.api`` / ``services.scheduler``),
+and ending the background tasks its cleanup contexts start."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
@@ -22,6 +26,13 @@ class ServiceConfig(Protocol):
 
 
 C = TypeVar("C", bound=ServiceConfig)
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def settings_help(load_config: Callable[[Mapping[str, str]], object]) -> str:
@@ -66,14 +77,15 @@ def parse_arguments(name: str, description: str, help_text: str, argv: Sequence[
 
 def run(
     name: str,
+    description: str,
     load_config: Callable[[Mapping[str, str]], C],
     create_app: Callable[[C, Tracing], web.Application],
+    *,
     shutdown_timeout: float,
-    description: str,
-    argv: Sequence[str] | None = None,
 ) -> None:
-    """Load ``.env`` (the environment wins), configure logging, serve until SIGTERM."""
-    parse_arguments(name, description, settings_help(load_config), argv or [])
+    """Read the command line, load ``.env`` (the environment wins), configure logging, serve
+    until SIGTERM."""
+    parse_arguments(name, description, settings_help(load_config), sys.argv[1:])
     load_dotenv()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"))
     config = load_config(os.environ)

@@ -113,13 +113,13 @@ def _of(context: SpanContext) -> Trace:
     return Trace(carrier[TRACEPARENT], context)
 
 
-def record_trace(headers: Sequence[tuple[str, bytes]]) -> Trace:
+def record_trace(headers: Sequence[tuple[str, bytes | None]]) -> Trace:
     """The trace a Kafka record carries in its ``traceparent`` header, or a new one.
 
     The header is carried as it is (the API validates it, and replaces an invalid one).
     """
     for name, value in headers:
-        if name == TRACEPARENT:
+        if name == TRACEPARENT and value is not None:
             return Trace(value.decode("ascii", "replace"))
     return start()
 

@@ -1,7 +1,5 @@
 """``python -m services.scheduler``: run the scheduler in the foreground, logging to stdout."""
 
-import sys
-
 from ..common.service import run
 from .app import create_app
 from .config import SchedulerConfig
@@ -13,11 +11,4 @@ DESCRIPTION = (
 
 if __name__ == "__main__":
     # Operator requests get 5 s; the batches in flight then get SchedulerConfig.shutdown_timeout.
-    run(
-        "services.scheduler",
-        SchedulerConfig.from_env,
-        create_app,
-        description=DESCRIPTION,
-        argv=sys.argv[1:],
-        shutdown_timeout=5,
-    )
+    run("services.scheduler", DESCRIPTION, SchedulerConfig.from_env, create_app, shutdown_timeout=5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from ..common.http import bearer_auth, error_middleware
 from ..common.kafka import ManagedProducer
 from ..common.metrics import SchedulerMetrics
 from ..common.protocol import answer_malformed_requests_in_json
+from ..common.service import cancel_and_wait
 from ..common.tracing import TRACING, Tracing, trace_middleware
 from .api_client import ApiClient
 from .config import SchedulerConfig
@@ -82,9 +82,7 @@ async def dead_letters_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DEAD_LETTERS] = producer
     starting = asyncio.create_task(producer.start(), name="dead-letter-producer-start")
     yield
-    starting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await starting
+    await cancel_and_wait(starting)
     await producer.stop()
 
 
@@ -113,6 +111,4 @@ async def flow_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FLOW] = flow
         sampling = asyncio.create_task(flow.run(), name="flow-sampler")
         yield
-        sampling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampling
+        await cancel_and_wait(sampling)

@@ -34,6 +34,8 @@ class SchedulerConfig:
     # How long SIGTERM waits for the batch in flight before giving it up (uncommitted,
     # so it is delivered again).
     shutdown_timeout: float = 15.0
+    # No record fetched for this long while records wait: the consumer is restarted.
+    stall_timeout: float = 30.0
 
     @property
     def api_urls(self) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ class SchedulerConfig:
             fetch_min_bytes=env.integer(
                 "SCHEDULER_FETCH_MIN_BYTES", cls.fetch_min_bytes, minimum=1
             ),
+            stall_timeout=env.number("SCHEDULER_STALL_TIMEOUT", cls.stall_timeout, minimum=1),
         )
 
 

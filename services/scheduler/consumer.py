@@ -8,28 +8,48 @@ with backoff while fetching is paused, so memory stays bounded and nothing is sk
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    CorruptRecordException,
+    IllegalStateError,
+    KafkaError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from ..common.config import KafkaConfig
 from ..common.errors import Unavailable
-from ..common.kafka import ManagedProducer, client_settings, ensure_topics
+from ..common.kafka import (
+    ManagedProducer,
+    Outgoing,
+    client_settings,
+    ensure_topics,
+    fetcher_running,
+    stop_consumer,
+)
 from ..common.metrics import SchedulerMetrics
-from ..common.retry import backoff_delays, retry_forever
+from ..common.retry import Stopped, retry, until_stopped
 from ..common.tracing import SpanKind, Tracing
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
-from .records import Poison, Work, dead_letter_headers, prepare
+from .records import (
+    Poison,
+    Work,
+    dead_letter_headers,
+    dead_letter_value,
+    prepare,
+    unreadable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +61,8 @@ RECENT_DEAD_LETTERS = 20
 # Longest wait of a rebalance for the batch in flight; past it the batch finishes anyway,
 # and its records may be processed again by the partitions' next owner (at-least-once).
 REVOKE_WAIT = 30.0
+# Longest wait of /status for the broker's answers.
+STATUS_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,41 @@ class Replay:
 
     timestamp: datetime | None = None
     offsets: dict[int, int] | None = None
+
+
+class ReplayRefused(Exception):
+    """A replay this instance cannot apply; nothing was moved."""
+
+    def __init__(self, fields: Mapping[str, Any]) -> None:
+        super().__init__("The replay cannot be applied.")
+        self.fields = fields
+
+
+class ConsumerStalled(Exception):
+    """The consumer stopped fetching without saying so; it is restarted."""
+
+
+# What aiokafka raises from getmany() for a record it cannot parse (a header name that is not
+# UTF-8, say), each time, until the partition moves past it.
+UNREADABLE = (UnicodeDecodeError, CorruptRecordException)
+
+# Failures that may pass: the API or Kafka down (the Kafka errors and Unavailable come from
+# the dead-letter producer).
+TRANSIENT = (TransientError, KafkaError, TimeoutError, Unavailable)
+
+
+class _Watchdog:
+    """When the consumer last made progress: fetched, delivered, or had nothing to do."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._last = time.monotonic()
+
+    def progress(self) -> None:
+        self._last = time.monotonic()
+
+    def overdue(self) -> bool:
+        return time.monotonic() - self._last > self.timeout
 
 
 @dataclass
@@ -102,45 +159,64 @@ class ProductConsumer:
     # --- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until stopped; an unexpected failure restarts the consumer."""
-        delays = backoff_delays(self._config.retry)
-        while not self._stopping.is_set():
-            try:
-                await self._consume()
-            except Exception:
-                delay = next(delays)
-                log.exception("consumer failed; rejoining the group in %.2fs", delay)
-                await asyncio.sleep(delay)
+        """Consume until stopped; a failure or a stall restarts the consumer."""
+
+        def restarting(exc: Exception) -> None:
+            self.state = "restarting"
+            if not isinstance(exc, ConsumerStalled):
+                log.error("consumer failed", exc_info=exc)
+
+        with contextlib.suppress(Stopped):
+            await retry(
+                self._consume,
+                what="consuming",
+                config=self._config.retry,
+                log=log,
+                stop=self._stopping,
+                on_failure=restarting,
+            )
 
     def stop(self) -> None:
         """Stop fetching; the batches in flight finish and are committed."""
         self._stopping.set()
 
     async def _consume(self) -> None:
-        consumer = await retry_forever(
-            self._start_consumer,
-            what="joining the consumer group",
-            config=self._config.retry,
-            log=log,
+        consumer = await until_stopped(
+            retry(
+                self._start_consumer,
+                what="joining the consumer group",
+                config=self._config.retry,
+                log=log,
+                stop=self._stopping,
+            ),
+            self._stopping,
         )
         self._consumer = consumer
         self.state = "paused" if self._operator_paused else "running"
+        watchdog = _Watchdog(self._config.stall_timeout)
         try:
             while not self._stopping.is_set():
                 if not self._replays.empty():
                     await self._apply_replays(consumer)
-                batches = await consumer.getmany(
-                    timeout_ms=200, max_records=self._config.batch_size
-                )
+                try:
+                    batches = await consumer.getmany(
+                        timeout_ms=200, max_records=self._config.batch_size
+                    )
+                except UNREADABLE:
+                    await self._past_unreadable(consumer)
+                    batches = {}
                 if batches:
                     self._start_delivery(consumer, batches)
                 # Overlap: the next batch is fetched and prepared while this one is at the
                 # API; wait only when too many are in flight or nothing new arrived.
                 async with self._commit_lock:
-                    await self._commit_done(
+                    delivered = await self._commit_done(
                         consumer,
                         wait=not batches or len(self._in_flight) >= self._config.in_flight_batches,
                     )
+                if batches or delivered or self._operator_paused or self._failing:
+                    watchdog.progress()
+                await self._check(consumer, watchdog)
             async with self._commit_lock:
                 await self._commit_done(consumer, wait=True, everything=True)
         finally:
@@ -150,8 +226,74 @@ class ProductConsumer:
             self._uncommitted = {}  # delivered again by the partitions' next owner
             self._consumer = None
             self._failing = 0
-            await consumer.stop()  # leaves the group at once, so partitions move on
+            await stop_consumer(consumer)  # leaves the group at once, so partitions move on
             log.info("consumer stopped")
+
+    async def _past_unreadable(self, consumer: AIOKafkaConsumer) -> None:
+        """Hand on, one record at a time, what each partition holds up to a record that
+        cannot be read; dead-letter that one by its place and move past it.
+
+        aiokafka reads again every record of a producer batch up to the position, so the
+        records after an unreadable one in the same batch cannot be read either: each is
+        dead-lettered in turn (its original stays on the source topic).
+        """
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        ends = await consumer.end_offsets(assigned)
+        for tp in assigned:
+            if await consumer.position(tp) >= ends[tp]:
+                continue  # nothing waits there
+            records: list[ConsumerRecord[bytes, bytes]] = []
+            while len(records) < self._config.batch_size:
+                try:
+                    fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+                except UNREADABLE as error:
+                    if records:
+                        self._start_delivery(consumer, {tp: records})
+                        records = []
+                    offset = await consumer.position(tp)
+                    consumer.seek(tp, offset + 1)
+                    poison = [unreadable(tp.topic, tp.partition, offset, error)]
+                    delivery = asyncio.create_task(
+                        self._deliver(consumer, [], poison, f"{tp.topic}[{tp.partition}]@{offset}")
+                    )
+                    self._in_flight.append(_InFlight({tp: offset + 1}, delivery))
+                    break
+                if not fetched:
+                    break
+                records.extend(fetched[tp])
+            if records:
+                self._start_delivery(consumer, {tp: records})
+
+    async def _check(self, consumer: AIOKafkaConsumer, watchdog: _Watchdog) -> None:
+        """Raise ``ConsumerStalled`` when the consumer no longer fetches: its fetch task
+        ended, or nothing arrived for the stall timeout while records wait."""
+        if not fetcher_running(consumer):
+            self.state = "stalled"
+            raise ConsumerStalled("the consumer's fetch task ended")
+        if not watchdog.overdue():
+            return
+        try:
+            async with asyncio.timeout(STATUS_WAIT):
+                lag = await self._lag(consumer)
+        except (KafkaError, TimeoutError) as exc:
+            # The broker does not answer: a new consumer would fare no better.
+            log.warning("no progress for %.0fs and no answer from Kafka: %s", watchdog.timeout, exc)
+            lag = 0
+        if lag > 0:
+            self.state = "stalled"
+            raise ConsumerStalled(
+                f"nothing fetched for {watchdog.timeout:.0f}s while {lag} records wait"
+            )
+        watchdog.progress()  # caught up, or Kafka is down: nothing to fetch
+
+    async def _lag(self, consumer: AIOKafkaConsumer) -> int:
+        """Records on the broker past this instance's positions."""
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return 0
+        ends = await consumer.end_offsets(assigned)
+        positions = {tp: await consumer.position(tp) for tp in assigned}
+        return sum(max(0, ends[tp] - positions[tp]) for tp in assigned)
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
         kafka: KafkaConfig = self._config.kafka
@@ -233,44 +375,41 @@ class ProductConsumer:
 
     async def _commit_done(
         self, consumer: AIOKafkaConsumer, *, wait: bool, everything: bool = False
-    ) -> None:
-        """Commit the batches in flight that are done, oldest first.
+    ) -> bool:
+        """Commit the batches in flight that are done, oldest first; returns whether any was.
 
         With ``wait``, waits for the oldest one at least; with ``everything``, for all, and
         commits at once; otherwise the offsets wait for the commit interval to pass.
         Call it holding the commit lock.
         """
         offsets = self._uncommitted
+        delivered = False
         while self._in_flight and (self._in_flight[0].delivery.done() or wait or everything):
             batch = self._in_flight[0]
             await asyncio.shield(batch.delivery)
             self._in_flight.popleft()
             offsets.update(batch.offsets)
+            delivered = True
             wait = False
-        if not offsets:
-            return
         now = time.monotonic()
-        if everything or now - self._committed_at >= self._config.commit_interval:
+        if offsets and (everything or now - self._committed_at >= self._config.commit_interval):
             self._uncommitted = {}
             self._committed_at = now
             await self._commit(consumer, offsets)
+        return delivered
 
     async def _dead_letter(self, poison: Sequence[Poison]) -> None:
-        producer = self._dead_letters.get()
-        deliveries = [
-            await producer.send(
-                self._config.kafka.topic_dlq,
-                key=item.record.key,
-                value=item.record.value,
-                headers=dead_letter_headers(item),
-            )
-            for item in poison
-        ]
-        try:
-            await asyncio.gather(*deliveries)
-        except KafkaError:
-            self._dead_letters.renew(producer)  # see ManagedProducer.renew
-            raise
+        await self._dead_letters.send(
+            [
+                Outgoing(
+                    self._config.kafka.topic_dlq,
+                    value=dead_letter_value(item),
+                    key=item.record.key,
+                    headers=dead_letter_headers(item),
+                )
+                for item in poison
+            ]
+        )
         for item in poison:
             self._metrics.dead_lettered.labels(item.stage).inc()
             record = item.record
@@ -298,23 +437,26 @@ class ProductConsumer:
         self, consumer: AIOKafkaConsumer, what: str, action: Callable[[], Awaitable[T]]
     ) -> T:
         """Run ``action`` until it succeeds; fetching is paused while it fails."""
-        delays = backoff_delays(self._config.retry)
         failing = False
+
+        def failed(_: Exception) -> None:
+            nonlocal failing
+            if not failing:
+                failing = True
+                self._failing += 1
+                consumer.pause(*consumer.assignment())
+                self.state = "retrying"
+            self._metrics.retries.labels(what).inc()
+
         try:
-            while True:
-                try:
-                    return await action()
-                except (TransientError, KafkaError, TimeoutError, Unavailable) as exc:
-                    # The Kafka errors and Unavailable come from the dead-letter producer.
-                    if not failing:
-                        failing = True
-                        self._failing += 1
-                        consumer.pause(*consumer.assignment())
-                        self.state = "retrying"
-                    delay = next(delays)
-                    self._metrics.retries.labels(what).inc()
-                    log.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
-                    await asyncio.sleep(delay)
+            return await retry(
+                action,
+                what=what,
+                config=self._config.retry,
+                log=log,
+                retry_on=TRANSIENT,
+                on_failure=failed,
+            )
         finally:
             if failing:
                 self._failing -= 1
@@ -358,7 +500,11 @@ class ProductConsumer:
         self.state = "running"
 
     async def replay(self, request: Replay) -> dict[str, int]:
-        """Queue a replay for the loop (between batches) and wait for the new positions."""
+        """Queue a replay for the loop (between batches) and wait for the new positions.
+
+        Raises ``ReplayRefused`` (nothing moved) for a partition this instance does not
+        hold or an offset outside the partition's records. Cancelled, it is not applied.
+        """
         done: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
         await self._replays.put((request, done))
         return await done
@@ -369,25 +515,46 @@ class ProductConsumer:
             await self._commit_done(consumer, wait=True, everything=True)
         while not self._replays.empty():
             request, done = self._replays.get_nowait()
+            if done.done():
+                continue  # given up by its caller
             try:
-                done.set_result(await self._seek(consumer, request))
+                positions = await self._seek(consumer, request)
             except Exception as exc:
-                done.set_exception(exc)
+                if not done.done():
+                    done.set_exception(exc)
+            else:
+                if not done.done():
+                    done.set_result(positions)
 
-    async def _seek(self, consumer: AIOKafkaConsumer, request: Replay) -> dict[str, int]:
+    async def _targets(
+        self, consumer: AIOKafkaConsumer, request: Replay
+    ) -> dict[TopicPartition, int]:
+        """Where each partition moves; every requested position checked before any move."""
         assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
-        targets: dict[TopicPartition, int] = {}
+        starts = await consumer.beginning_offsets(assigned)
+        ends = await consumer.end_offsets(assigned)
         if request.timestamp is not None:
             moment = int(request.timestamp.timestamp() * 1000)
             found = await consumer.offsets_for_times(dict.fromkeys(assigned, moment))
-            ends = await consumer.end_offsets(assigned)
-            targets = {tp: found[tp].offset if found[tp] else ends[tp] for tp in assigned}
-        elif request.offsets is not None:
-            targets = {
-                tp: request.offsets[tp.partition]
-                for tp in assigned
-                if tp.partition in request.offsets
-            }
+            return {tp: found[tp].offset if found[tp] else ends[tp] for tp in assigned}
+        by_number = {tp.partition: tp for tp in assigned}
+        targets: dict[TopicPartition, int] = {}
+        errors: dict[str, list[str]] = {}
+        for number, offset in sorted((request.offsets or {}).items()):
+            tp = by_number.get(number)
+            if tp is None:
+                held = sorted(by_number)
+                errors[str(number)] = [f"Partition {number} is not assigned here (held: {held})."]
+            elif not starts[tp] <= offset <= ends[tp]:
+                errors[str(number)] = [f"Must be between {starts[tp]} and {ends[tp]}."]
+            else:
+                targets[tp] = offset
+        if errors:
+            raise ReplayRefused({"offsets": errors})
+        return targets
+
+    async def _seek(self, consumer: AIOKafkaConsumer, request: Replay) -> dict[str, int]:
+        targets = await self._targets(consumer, request)
         for tp, offset in targets.items():
             consumer.seek(tp, offset)
         # Committed at once, so the replay survives a restart before it is processed.
@@ -398,8 +565,9 @@ class ProductConsumer:
     # --- status ----------------------------------------------------------------
 
     async def status(self) -> dict[str, Any]:
+        consumer = self._consumer
         return {
-            "state": self.state,
+            "state": self.state if consumer is None or fetcher_running(consumer) else "stalled",
             "group": self._config.consumer_group,
             "topic": self._config.kafka.topic_cadastro,
             "partitions": await self.partitions(),
@@ -414,28 +582,13 @@ class ProductConsumer:
         partition; also sets the lag gauges."""
         consumer = self._consumer
         partitions: list[dict[str, Any]] = []
-        if consumer is not None:
-            assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        if consumer is not None and fetcher_running(consumer):
             try:
-                # Asked of the broker: a paused partition's fetched high-water mark is stale.
-                ends = await consumer.end_offsets(assigned) if assigned else {}
-            except KafkaError:
-                ends = {}
-            for tp in assigned:
-                try:
-                    committed = await consumer.committed(tp)
-                except (AssertionError, IllegalStateError, KafkaError):
-                    continue  # revoked by a rebalance meanwhile
-                end = ends.get(tp)
-                partitions.append(
-                    {
-                        "topic": tp.topic,
-                        "partition": tp.partition,
-                        "committed": committed,
-                        "end": end,
-                        "lag": end - (committed or 0) if end is not None else None,
-                    }
-                )
+                # Bounded: a consumer being replaced meanwhile may not answer.
+                async with asyncio.timeout(STATUS_WAIT):
+                    partitions = await self._partitions(consumer)
+            except TimeoutError:
+                partitions = []
         lag = self._metrics.consumer_lag
         lag.clear()  # partitions revoked since the last look have no lag here any more
         for partition in partitions:
@@ -443,9 +596,35 @@ class ProductConsumer:
                 lag.labels(partition["topic"], str(partition["partition"])).set(partition["lag"])
         return partitions
 
+    async def _partitions(self, consumer: AIOKafkaConsumer) -> list[dict[str, Any]]:
+        partitions: list[dict[str, Any]] = []
+        assigned = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        try:
+            # Asked of the broker: a paused partition's fetched high-water mark is stale.
+            ends = await consumer.end_offsets(assigned) if assigned else {}
+        except KafkaError:
+            ends = {}
+        for tp in assigned:
+            try:
+                committed = await consumer.committed(tp)
+            except (AssertionError, IllegalStateError, KafkaError):
+                continue  # revoked by a rebalance meanwhile
+            end = ends.get(tp)
+            partitions.append(
+                {
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "committed": committed,
+                    "end": end,
+                    "lag": end - (committed or 0) if end is not None else None,
+                }
+            )
+        return partitions
+
     @property
     def consuming(self) -> bool:
-        return self._consumer is not None
+        """Joined to the group, with a live fetch task."""
+        return self._consumer is not None and fetcher_running(self._consumer)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -27,7 +27,7 @@ from ..common.docs import BODY_ERRORS, UNAUTHORIZED, error, json_body, query
 from ..common.errors import ApiError
 from ..common.http import invalid, json_response, read_json
 from ..common.transform import transform
-from .consumer import Replay
+from .consumer import Replay, ReplayRefused
 from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW
 
 STATUS_PAGE = Path(__file__).with_name("static") / "status.html"
@@ -54,6 +54,10 @@ class StatusSchema(Schema):
     counters = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
+# How long a replay waits for the consumer loop (busy retrying a batch, say).
+REPLAY_WAIT = 30.0
+
+
 class ReplaySchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -62,14 +66,16 @@ class ReplaySchema(Schema):
         metadata={
             "description": "Replay records from this instant.",
             "example": "2024-06-12T12:00:00Z",
-        }
+        },
     )
     # The documented keys are the topic's partition numbers (see replay_spec).
     offsets = fields.Dict(
         keys=fields.String(),
         values=fields.Integer(strict=True, validate=validate.Range(min=0, max=OFFSET_MAX)),
+        validate=validate.Length(min=1, error="Name at least one partition."),
         metadata={
-            "description": "Partition number to the offset to replay from.",
+            "description": "Partition number to offset, for partitions this instance holds; "
+            "each offset between the partition's first and its end offset.",
             "example": {"0": 0},
         },
     )
@@ -82,13 +88,14 @@ class ReplaySchema(Schema):
 
 def replay_spec(spec: dict[str, Any], partitions: int) -> None:
     """Document what the replay body's schema cannot say by itself: exactly one of its two
-    fields, and the topic's partition numbers as the keys of 'offsets'."""
+    fields, and the topic's partition numbers as the keys of 'offsets' (at least one)."""
     replay = spec["components"]["schemas"]["Replay"]
     replay["oneOf"] = [{"required": ["timestamp"]}, {"required": ["offsets"]}]
     offsets = replay["properties"]["offsets"]
     value = offsets.pop("additionalProperties")
     offsets["properties"] = {str(partition): value for partition in range(partitions)}
     offsets["additionalProperties"] = False
+    offsets["minProperties"] = 1
 
 
 class ReplayResultSchema(Schema):
@@ -224,7 +231,13 @@ async def replay(request: web.Request) -> web.Response:
     consumer = request.app[CONSUMER]
     if not consumer.consuming:
         raise ApiError(503, "The consumer has not joined its group yet.")
-    positions = await consumer.replay(Replay(data.get("timestamp"), data.get("offsets")))
+    try:
+        async with asyncio.timeout(REPLAY_WAIT):
+            positions = await consumer.replay(Replay(data.get("timestamp"), data.get("offsets")))
+    except ReplayRefused as refused:
+        raise ApiError(422, "The replay cannot be applied.", fields=refused.fields) from None
+    except TimeoutError:
+        raise ApiError(503, "The consumer is busy (retrying a batch); nothing moved.") from None
     return json_response({"positions": positions})
 
 

@@ -33,7 +33,7 @@ class KafkaRecord(Protocol):
     @property
     def value(self) -> bytes | None: ...
     @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...  # a value may be null
 
 
 class PoisonError(Exception):
@@ -68,7 +68,7 @@ def decode(value: bytes | None) -> ManualProduct:
     if not value:
         raise PoisonError("decode", "empty value")
     try:
-        data = jsoncodec.loads(value)
+        data = jsoncodec.loads_exact(value)
     except jsoncodec.JSONDecodeError as exc:
         try:
             value.decode("utf-8")
@@ -117,7 +117,45 @@ def prepare(records: Iterable[KafkaRecord]) -> tuple[list[Work], list[Poison]]:
     return work, poison
 
 
-def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
+DEAD_LETTER_PREFIX = "dlq-"
+# A record's own headers that look like ours are kept under this prefix, so that a
+# dead-lettered record carries exactly one set of dlq-* headers, all of them ours.
+ORIGINAL_PREFIX = "original-"
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """Where a record the Kafka client cannot parse sits; nothing else of it is known."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int = -1
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: Sequence[tuple[str, bytes | None]] = ()
+
+
+def unreadable(topic: str, partition: int, offset: int, error: Exception) -> Poison:
+    """The dead letter of a record the Kafka client cannot parse (a header name that is not
+    UTF-8, say): its place, and why; the original stays on the source topic."""
+    return Poison(
+        UnreadableRecord(topic, partition, offset),
+        "decode",
+        f"the Kafka client cannot read this record: {error}",
+    )
+
+
+def dead_letter_value(poison: Poison) -> bytes | None:
+    """The original value; empty for a record with neither key nor value, which Kafka
+    clients refuse to send."""
+    record = poison.record
+    if record.key is None and record.value is None:
+        return b""
+    return record.value
+
+
+def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes | None]]:
     """The original headers plus why and from where the record was dead-lettered.
 
     A record that came without a ``traceparent`` gets the trace started for it.
@@ -129,7 +167,10 @@ def dead_letter_headers(poison: Poison) -> list[tuple[str, bytes]]:
         else []
     )
     return [
-        *record.headers,
+        *(
+            (ORIGINAL_PREFIX + name if name.startswith(DEAD_LETTER_PREFIX) else name, value)
+            for name, value in record.headers
+        ),
         *started,
         ("dlq-reason", poison.reason.encode()),
         ("dlq-stage", poison.stage.encode()),

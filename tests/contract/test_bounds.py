@@ -6,25 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from ..helpers import auth, manual_record, unique
+from ..helpers import auth, manual_record, transformed_record, unique
 
 Client = TestClient[web.Request, web.Application]
 
 
-def transformed(product_id: str, **changes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": product_id,
-        "name": "Nome do Produto",
-        "description": "Descrição do Produto",
-        "pricing": {"amount": 100.0, "currency": "BRL"},
-        "availability": {"quantity": 50, "timestamp": "2024-06-12T12:00:00.000Z"},
-        "category": "Categoria do Produto",
-    }
-    record.update(changes)
-    return record
+async def dry_run(scheduler: Client, timestamp: str) -> ClientResponse:
+    """The scheduler's dry-run transform of the example record at ``timestamp``."""
+    return await scheduler.post(
+        "/produto/transform",
+        params={"timestamp": timestamp},
+        json=manual_record("12369"),
+        headers=auth(),
+    )
 
 
 async def fields_of(response: Any) -> Any:
@@ -44,7 +41,7 @@ async def test_an_accepted_timestamp_reads_back_as_the_same_instant(
     api: Client, sent: str, read_back: str
 ) -> None:
     product_id = unique("ts")
-    record = transformed(product_id, availability={"quantity": 1, "timestamp": sent})
+    record = transformed_record(product_id, availability={"quantity": 1, "timestamp": sent})
 
     assert (await api.post("/produto/scheduler", json=record, headers=auth())).status == 201
     stored = await (await api.get(f"/produtos/{product_id}", headers=auth())).json()
@@ -58,7 +55,7 @@ async def test_an_accepted_timestamp_reads_back_as_the_same_instant(
 async def test_a_timestamp_out_of_the_documented_range_is_refused(
     api: Client, timestamp: str
 ) -> None:
-    record = transformed(unique("ts"), availability={"quantity": 1, "timestamp": timestamp})
+    record = transformed_record(unique("ts"), availability={"quantity": 1, "timestamp": timestamp})
 
     response = await api.post("/produto/scheduler", json=record, headers=auth())
 
@@ -67,7 +64,7 @@ async def test_a_timestamp_out_of_the_documented_range_is_refused(
 
 async def test_the_documented_largest_price_is_stored(api: Client) -> None:
     product_id = unique("price")
-    record = transformed(product_id, pricing={"amount": 999999999999.99, "currency": "BRL"})
+    record = transformed_record(product_id, pricing={"amount": 999999999999.99, "currency": "BRL"})
 
     assert (await api.post("/produto/scheduler", json=record, headers=auth())).status == 201
     stored = await (await api.get(f"/produtos/{product_id}", headers=auth())).text()
@@ -123,12 +120,7 @@ async def test_an_id_no_product_can_have_is_not_found(api: Client, product_id: s
 async def test_the_dry_run_transform_formats_the_given_timestamp(
     scheduler: Client, timestamp: str, expected: str
 ) -> None:
-    response = await scheduler.post(
-        "/produto/transform",
-        params={"timestamp": timestamp},
-        json=manual_record("12369"),
-        headers=auth(),
-    )
+    response = await dry_run(scheduler, timestamp)
 
     assert response.status == 200, await response.text()
     assert (await response.json())["availability"]["timestamp"] == expected
@@ -138,12 +130,7 @@ async def test_the_dry_run_transform_formats_the_given_timestamp(
 async def test_the_dry_run_transform_refuses_a_timestamp_out_of_range(
     scheduler: Client, timestamp: str
 ) -> None:
-    response = await scheduler.post(
-        "/produto/transform",
-        params={"timestamp": timestamp},
-        json=manual_record("12369"),
-        headers=auth(),
-    )
+    response = await dry_run(scheduler, timestamp)
 
     assert set(await fields_of(response)) == {"timestamp"}
 

@@ -12,24 +12,9 @@ from services.api.config import ApiConfig
 from services.common import jsoncodec
 from services.common.config import KafkaConfig
 
-from ..helpers import TopicReader, auth, eventually, unique
+from ..helpers import TopicReader, auth, eventually, transformed_record, unique
 
 Client = TestClient[web.Request, web.Application]
-
-
-def transformed(
-    product_id: str, timestamp: str = "2024-06-12T12:00:00.000Z", **changes: Any
-) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": product_id,
-        "name": "Nome do Produto",
-        "description": "Descrição do Produto",
-        "pricing": {"amount": 100.0, "currency": "BRL"},
-        "availability": {"quantity": 50, "timestamp": timestamp},
-        "category": "Categoria do Produto",
-    }
-    record.update(changes)
-    return record
 
 
 async def count_rows(database: str, table: str) -> int:
@@ -58,7 +43,7 @@ async def test_malformed_json_is_400_and_other_media_types_are_415(api: Client) 
 
 
 async def test_body_over_the_limit_is_413(api: Client, api_config: ApiConfig) -> None:
-    huge = transformed("p", description="x" * (api_config.max_body_bytes + 1))
+    huge = transformed_record("p", description="x" * (api_config.max_body_bytes + 1))
     response = await api.post("/produto/scheduler", json=huge, headers=auth())
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "body_too_large"
@@ -73,8 +58,8 @@ async def test_a_json_array_instead_of_a_record_is_422(api: Client) -> None:
 async def test_batch_persists_the_valid_items_and_names_the_invalid_ones(
     api: Client, api_config: ApiConfig, kafka: KafkaConfig
 ) -> None:
-    good = [transformed(unique("b")) for _ in range(3)]
-    bad = transformed(unique("b"), pricing={"amount": -5, "currency": "BRL"})
+    good = [transformed_record(unique("b")) for _ in range(3)]
+    bad = transformed_record(unique("b"), pricing={"amount": -5, "currency": "BRL"})
     items = [
         {"product": good[0], "source": {"topic": "t", "partition": 0, "offset": 1}},
         {"product": bad},
@@ -123,8 +108,8 @@ async def test_newer_record_updates_and_an_older_replay_never_regresses(
     api: Client, api_config: ApiConfig, kafka: KafkaConfig
 ) -> None:
     product_id = unique("p")
-    old = transformed(product_id, "2024-06-12T12:00:00.000Z", name="Primeiro")
-    new = transformed(product_id, "2024-06-12T12:00:05.000Z", name="Segundo")
+    old = transformed_record(product_id, "2024-06-12T12:00:00.000Z", name="Primeiro")
+    new = transformed_record(product_id, "2024-06-12T12:00:05.000Z", name="Segundo")
 
     assert (await api.post("/produto/scheduler", json=old, headers=auth())).status == 201
     updated = await api.post("/produto/scheduler", json=new, headers=auth())
@@ -147,11 +132,11 @@ async def test_within_one_batch_the_newest_record_of_a_product_wins(api: Client)
     product_id = unique("p")
     items = [
         {
-            "product": transformed(product_id, name="b"),
+            "product": transformed_record(product_id, name="b"),
             "source": {"topic": "t", "partition": 0, "offset": 8},
         },
         {
-            "product": transformed(product_id, name="a"),
+            "product": transformed_record(product_id, name="a"),
             "source": {"topic": "t", "partition": 0, "offset": 7},
         },
     ]
@@ -163,7 +148,7 @@ async def test_within_one_batch_the_newest_record_of_a_product_wins(api: Client)
 
 async def test_money_is_stored_exactly(api: Client, api_config: ApiConfig) -> None:
     product_id = unique("p")
-    body = transformed(product_id, pricing={"amount": 999999999999.99, "currency": "USD"})
+    body = transformed_record(product_id, pricing={"amount": 999999999999.99, "currency": "USD"})
     assert (await api.post("/produto/scheduler", json=body, headers=auth())).status == 201
     conn = await asyncpg.connect(api_config.database_url)
     try:
@@ -203,8 +188,8 @@ async def test_a_record_the_database_refuses_is_rejected_alone_and_never_a_500(
         )
     finally:
         await conn.close()
-    good = [transformed(unique("d")) for _ in range(2)]
-    refused = transformed(unique("d"), name="Proibido")
+    good = [transformed_record(unique("d")) for _ in range(2)]
+    refused = transformed_record(unique("d"), name="Proibido")
     items = [{"product": good[0]}, {"product": refused}, {"product": good[1]}]
 
     response = await api.post("/produto/scheduler/batch", json={"items": items}, headers=auth())
@@ -216,3 +201,21 @@ async def test_a_record_the_database_refuses_is_rejected_alone_and_never_a_500(
     assert await count_rows(api_config.database_url, "products") == 2
     single = await api.post("/produto/scheduler", json=refused, headers=auth())
     assert single.status == 422
+
+
+async def test_a_source_past_kafkas_bounds_is_named_not_refused_by_the_database(
+    api: Client,
+) -> None:
+    items = [
+        {"product": transformed_record(unique("s")), "source": source}
+        for source in (
+            {"topic": "t", "partition": 2**31, "offset": 1},
+            {"topic": "t", "partition": 0, "offset": 2**63},
+        )
+    ]
+
+    response = await api.post("/produto/scheduler/batch", json={"items": items}, headers=auth())
+
+    results = (await response.json())["results"]
+    assert [r["error"]["code"] for r in results] == ["validation_failed"] * 2
+    assert [set(r["error"]["fields"]["source"]) for r in results] == [{"partition"}, {"offset"}]

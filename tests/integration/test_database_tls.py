@@ -28,10 +28,9 @@ from pytest_aiohttp import AiohttpClient
 from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
 
-from ..helpers import TOKEN, auth, eventually, isolated_kafka, unique
+from ..helpers import TOKEN, auth, eventually, isolated_kafka, transformed_record, unique
 from ..reliability.harness import free_port, tail
 from ..tls import Certificates, make_certificates
-from .test_api import transformed
 
 Client = TestClient[web.Request, web.Application]
 
@@ -150,7 +149,9 @@ async def test_the_api_persists_over_tls_verified_against_the_ca_of_database_url
 
     await eventually(ready, within=60, what="the API ready on the TLS database",
                      context=lambda: tail(tls_server.log))  # fmt: skip
-    response = await api.post("/produto/scheduler", json=transformed(unique("tls")), headers=auth())
+    response = await api.post(
+        "/produto/scheduler", json=transformed_record(unique("tls")), headers=auth()
+    )
     assert response.status == 201, await response.text()
 
     superuser = await tls_server.superuser()

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import logging
 
-import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,7 +19,7 @@ from services.common.config import KafkaConfig
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
-from ..helpers import TOKEN, auth, encode, eventually, manual_record, produce, unique
+from ..helpers import TOKEN, auth, encode, eventually, manual_record, persisted, produce, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -176,17 +175,9 @@ async def test_the_scheduler_sends_its_first_token_and_accepts_all_of_its_tokens
     await produce(kafka.topic_cadastro, [(record["productId"].encode(), encode(record))])
 
     await eventually(
-        lambda: _persisted(api_config.database_url, record["productId"]),
+        lambda: persisted(api_config.database_url, record["productId"]),
         within=30,
         what="the record persisted with the scheduler's first token",
     )
     assert (await scheduler.get("/status", headers=auth(NEW_TOKEN))).status == 200
     assert (await scheduler.get("/status", headers=auth(OLD_TOKEN))).status == 401
-
-
-async def _persisted(database: str, product_id: str) -> bool:
-    conn = await asyncpg.connect(database)
-    try:
-        return bool(await conn.fetchval("SELECT 1 FROM products WHERE id = $1", product_id))
-    finally:
-        await conn.close()

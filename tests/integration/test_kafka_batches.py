@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.common.kafka import create_producer, ensure_topics, send_batches
+from services.common.kafka import Outgoing, create_producer, ensure_topics, send_batches
 
 from ..helpers import TopicReader, isolated_kafka
 
@@ -19,7 +19,12 @@ async def test_batched_records_land_on_the_partition_send_chooses_in_order() -> 
         deliveries = await send_batches(
             producer,
             [
-                (kafka.topic_persistidos, key, str(n).encode(), [("event-id", str(n).encode())])
+                Outgoing(
+                    kafka.topic_persistidos,
+                    value=str(n).encode(),
+                    key=key,
+                    headers=[("event-id", str(n).encode())],
+                )
                 for n, key in enumerate(keys)
             ],
         )

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -37,7 +36,7 @@ from services.common.config import Env, KafkaConfig
 from services.common.kafka import client_settings
 from services.scheduler.config import SchedulerConfig
 
-from ..helpers import ROOT, auth, eventually, manual_record, unique
+from ..helpers import ROOT, auth, eventually, manual_record, persisted, unique
 from ..reliability.harness import free_port, tail
 from ..tls import make_certificates
 
@@ -259,14 +258,6 @@ def kafka(secured_broker: SecuredBroker) -> KafkaConfig:
     )
 
 
-async def _persisted(database: str, product_id: str) -> bool:
-    conn = await asyncpg.connect(database)
-    try:
-        return bool(await conn.fetchval("SELECT 1 FROM products WHERE id = $1", product_id))
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def persisted_reader(kafka: KafkaConfig) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
@@ -294,7 +285,7 @@ async def test_the_pipeline_flows_through_sasl_ssl_with_the_configured_credentia
     assert response.status == 202, await response.text()
 
     await eventually(
-        lambda: _persisted(api_config.database_url, record["productId"]),
+        lambda: persisted(api_config.database_url, record["productId"]),
         within=30,
         what="the record reaching PostgreSQL through the secured broker",
     )

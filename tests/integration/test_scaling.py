@@ -15,23 +15,23 @@ from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
 from services.api.keys import METRICS, RELAY
 from services.api.relay_slots import SLOT_LOCKS
-from services.common import jsoncodec
 from services.common.config import KafkaConfig
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
-from ..helpers import TopicReader, auth, encode, eventually, manual_record, produce, unique
+from ..helpers import (
+    TopicReader,
+    auth,
+    encode,
+    events_by_product,
+    eventually,
+    manual_record,
+    produce,
+    product_count,
+    unique,
+)
 
 Client = TestClient[web.Request, web.Application]
-
-
-async def product_count(database: str) -> int:
-    conn = await asyncpg.connect(database)
-    try:
-        count: int = await conn.fetchval("SELECT count(*) FROM products")
-        return count
-    finally:
-        await conn.close()
 
 
 async def test_a_second_scheduler_joining_mid_stream_shares_the_partitions_and_loses_nothing(
@@ -122,16 +122,7 @@ def batch_body(ids: list[str], update: int) -> dict[str, Any]:
 def assert_each_product_in_order(records: list[ConsumerRecord[bytes, bytes]], updates: int) -> None:
     """Once duplicates are dropped by event-id, each product's events come in id order and
     carry its updates 0, 1, 2, ... in turn."""
-    seen: set[bytes] = set()
-    per_product: dict[bytes, list[tuple[int, int]]] = {}
-    for record in records:
-        event_id = dict(record.headers)["event-id"]
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        quantity = jsoncodec.loads(record.value)["availability"]["quantity"]
-        per_product.setdefault(record.key or b"", []).append((int(event_id), quantity))
-    for key, events in per_product.items():
+    for key, events in events_by_product(records).items():
         assert [q for _, q in events] == list(range(updates)), f"{key!r}: {events}"
         assert [e for e, _ in events] == sorted(e for e, _ in events), f"{key!r}: {events}"
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -27,7 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from services.api.config import ApiConfig
 from services.common.config import KafkaConfig
 
-from ..helpers import TOKEN, auth, encode, eventually, manual_record, produce, unique
+from ..helpers import TOKEN, auth, encode, eventually, manual_record, produce, product_count, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -104,15 +103,6 @@ def keyed(product_id: str) -> tuple[bytes, bytes]:
     return product_id.encode(), encode(manual_record(product_id))
 
 
-async def products(database: str) -> int:
-    conn = await asyncpg.connect(database)
-    try:
-        count: int = await conn.fetchval("SELECT count(*) FROM products")
-        return count
-    finally:
-        await conn.close()
-
-
 async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
     api: Client,
     scheduler: Client,
@@ -143,7 +133,7 @@ async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
         await page.shows("count-persisted", 20 * burst)
     status = await (await scheduler.get("/status", headers=auth())).json()
     assert status["counters"]["persisted"] == 60
-    assert await products(api_config.database_url) == 60
+    assert await product_count(api_config.database_url) == 60
     await page.shows("count-records", 60)
     await page.shows("published", 60)
     await page.shows("backlog", 0, within=15)
@@ -172,7 +162,7 @@ async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
     await page.shows("state", "running")
     await page.shows("lag-total", 0)
     await page.shows("count-persisted", 90)
-    assert await products(api_config.database_url) == 90
+    assert await product_count(api_config.database_url) == 90
 
     # Every request of the page went to the scheduler itself.
     resources = await page.run(

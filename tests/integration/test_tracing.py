@@ -7,36 +7,19 @@ spans each link to the trace of the record.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_trace_id
-from pytest_aiohttp import AiohttpClient
 
-from services.api.app import create_app as create_api
-from services.api.config import ApiConfig
 from services.common.config import KafkaConfig
 from services.common.tracing import Tracing
-from services.scheduler.app import create_app as create_scheduler
-from services.scheduler.config import SchedulerConfig
 
-from ..conftest import FAST_RETRY
-from ..helpers import (
-    TOKEN,
-    TopicReader,
-    auth,
-    encode,
-    eventually,
-    manual_record,
-    produce,
-    unique,
-)
+from ..helpers import TopicReader, auth, encode, eventually, manual_record, produce, unique
 
 Client = TestClient[web.Request, web.Application]
 
@@ -51,33 +34,10 @@ def exporter() -> InMemorySpanExporter:
 
 @pytest.fixture
 def tracing(exporter: InMemorySpanExporter) -> Tracing:
+    """Both services of this module trace into ``exporter`` (conftest's api and scheduler)."""
     provider = SdkTracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return Tracing(provider)
-
-
-@pytest.fixture
-async def traced(
-    api_config: ApiConfig, kafka: KafkaConfig, tracing: Tracing, aiohttp_client: AiohttpClient
-) -> AsyncIterator[tuple[Client, Client]]:
-    api = await aiohttp_client(create_api(api_config, tracing))
-    server: TestServer = api.server  # type: ignore[assignment]
-    scheduler_config = SchedulerConfig(
-        api_tokens=(TOKEN,),
-        api_url=str(server.make_url("")).rstrip("/"),
-        kafka=kafka,
-        retry=FAST_RETRY,
-        consumer_group=unique("group"),
-        shutdown_timeout=5,
-    )
-    scheduler = await aiohttp_client(create_scheduler(scheduler_config, tracing))
-    for client in (api, scheduler):
-
-        async def ready(client: Client = client) -> bool:
-            return (await client.get("/ready")).status == 200
-
-        await eventually(ready, within=60, what="the service answering 200 on /ready")
-    yield api, scheduler
 
 
 def linked_to(span: ReadableSpan, trace_id: str) -> bool:
@@ -85,9 +45,8 @@ def linked_to(span: ReadableSpan, trace_id: str) -> bool:
 
 
 async def test_a_records_trace_goes_from_the_caller_to_produtos_persistidos(
-    traced: tuple[Client, Client], kafka: KafkaConfig, exporter: InMemorySpanExporter
+    api: Client, scheduler: Client, kafka: KafkaConfig, exporter: InMemorySpanExporter
 ) -> None:
-    api, _ = traced
     record = manual_record(unique("p"))
 
     response = await api.post(
@@ -134,7 +93,7 @@ async def test_a_records_trace_goes_from_the_caller_to_produtos_persistidos(
 
 
 async def test_a_record_produced_without_traceparent_gets_a_trace_of_its_own(
-    traced: tuple[Client, Client], kafka: KafkaConfig, exporter: InMemorySpanExporter
+    scheduler: Client, kafka: KafkaConfig, exporter: InMemorySpanExporter
 ) -> None:
     await produce(kafka.topic_cadastro, [(b"k", encode(manual_record(unique("p"))))])
 
@@ -152,8 +111,7 @@ async def test_a_record_produced_without_traceparent_gets_a_trace_of_its_own(
     await eventually(linked, within=30, what="the batch span linked to the started trace")
 
 
-async def test_an_invalid_traceparent_starts_a_new_trace(traced: tuple[Client, Client]) -> None:
-    api, _ = traced
+async def test_an_invalid_traceparent_starts_a_new_trace(api: Client) -> None:
 
     response = await api.get("/health", headers={"traceparent": "00-not-a-trace-01"})
 

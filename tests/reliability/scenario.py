@@ -19,21 +19,13 @@ from services.common import jsoncodec
 from services.common.config import KafkaConfig
 from services.common.transform import format_timestamp, kafka_timestamp
 
-from ..helpers import TOKEN, TopicReader, eventually
+from ..helpers import DLQ_HEADERS, TOKEN, TopicReader, eventually
 from .harness import SETTINGS, Infrastructure, ServiceProcess, free_port, tail
 from .workload import POISON_STAGES, Expected, Stream, Workload, build_workload
 
 T = TypeVar("T")
 
 BATCH_SIZE = 200  # small, so that a batch is at the API whenever a fault strikes
-DLQ_HEADERS = (
-    "dlq-reason",
-    "dlq-stage",
-    "dlq-source-topic",
-    "dlq-source-partition",
-    "dlq-source-offset",
-    "dlq-source-timestamp",
-)
 
 
 @dataclass
@@ -147,26 +139,18 @@ class Scenario:
         self._api.env = env
         self._scheduler.env = env
         self._api.label, self._scheduler.label = "api-1", "scheduler-1"
+        scheduler_ports = [free_port() for _ in range(schedulers - 1)]
         self._extra = [
             ServiceProcess(
-                "api",
+                name,
                 port,
-                {**env, "API_PORT": str(port)},
+                {**env, f"{name.upper()}_PORT": str(port)},  # API_PORT, SCHEDULER_PORT
                 self.log_dir,
                 self.http,
-                label=f"api-{n}",
+                label=f"{name}-{n}",
             )
-            for n, port in enumerate(api_ports[1:], start=2)
-        ] + [
-            ServiceProcess(
-                "scheduler",
-                port,
-                {**env, "SCHEDULER_PORT": str(port)},
-                self.log_dir,
-                self.http,
-                label=f"scheduler-{n}",
-            )
-            for n, port in enumerate((free_port() for _ in range(schedulers - 1)), start=2)
+            for name, ports in (("api", api_ports[1:]), ("scheduler", scheduler_ports))
+            for n, port in enumerate(ports, start=2)
         ]
         every = [self._api, self._scheduler, *self._extra]
         return [s for s in every if s.name == "api"], [s for s in every if s.name == "scheduler"]

@@ -19,7 +19,7 @@ import pytest
 from services.api.relay_slots import SLOT_LOCKS
 from services.common import jsoncodec
 
-from ..helpers import TopicReader, encode, manual_record
+from ..helpers import TopicReader, encode, events_by_product, manual_record
 from .conftest import open_scenario
 from .harness import Infrastructure, ServiceProcess
 from .scenario import Results, Row, Scenario
@@ -200,16 +200,9 @@ def _last_published(records: list[Any]) -> dict[str, int]:
 def _assert_in_order(records: list[Any]) -> int:
     """Once duplicates are dropped by event-id, each product's quantities only grow; returns
     the number of distinct events."""
-    seen: set[bytes] = set()
-    quantities: dict[bytes, list[int]] = {}
-    for record in records:
-        event_id = dict(record.headers)["event-id"]
-        if event_id in seen:
-            continue
-        seen.add(event_id)
-        quantity = jsoncodec.loads(record.value)["availability"]["quantity"]
-        quantities.setdefault(record.key, []).append(quantity)
-    for key, sequence in quantities.items():
+    per_product = events_by_product(records)
+    for key, events in per_product.items():
+        sequence = [quantity for _, quantity in events]
         assert sequence == sorted(set(sequence)), f"{key!r} out of order: {sequence}"
         assert sequence[-1] == UPDATES - 1, f"{key!r}: last event {sequence[-1]}"
-    return len(seen)
+    return sum(len(events) for events in per_product.values())

@@ -19,4 +19,4 @@ class FakeRecord:
     offset: int = 41
     timestamp: int = EXAMPLE_TIMESTAMP_MS
     key: bytes | None = None
-    headers: Sequence[tuple[str, bytes]] = ()
+    headers: Sequence[tuple[str, bytes | None]] = ()

@@ -101,6 +101,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
             "SCHEDULER_COMMIT_INTERVAL": "0",
             "SCHEDULER_FETCH_MAX_WAIT_MS": "100",
             "SCHEDULER_FETCH_MIN_BYTES": "1",
+            "SCHEDULER_STALL_TIMEOUT": "12",
             "RETRY_MAX_DELAY": "1",
         }
     )
@@ -118,6 +119,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         commit_interval=0.0,
         fetch_max_wait_ms=100,
         fetch_min_bytes=1,
+        stall_timeout=12.0,
     )
 
 

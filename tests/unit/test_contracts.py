@@ -22,7 +22,7 @@ from services.common.contracts import (
     load_transformed,
 )
 
-from ..helpers import manual_record
+from ..helpers import manual_record, transformed_record
 
 MANUAL_FIELDS = {
     "productId",
@@ -60,19 +60,6 @@ def with_price_literal(literal: str) -> Any:
     del record["price"]
     text = jsoncodec.dumps(record).decode()
     return jsoncodec.loads(text[:-1] + f',"price":{literal}}}')
-
-
-def transformed_record(**changes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": "12369",
-        "name": "Nome do Produto",
-        "description": "Descrição do Produto",
-        "pricing": {"amount": 100.0, "currency": "BRL"},
-        "availability": {"quantity": 50, "timestamp": "2024-06-12T12:00:00Z"},
-        "category": "Categoria do Produto",
-    }
-    record.update(changes)
-    return record
 
 
 # --- input records (cadastro-produtos, POST /produto/manual) -------------------------------
@@ -252,7 +239,9 @@ def test_text_with_a_nul_character_is_named(field: str) -> None:
 
 
 def test_a_valid_transformed_record_loads_with_an_exact_amount_and_an_aware_timestamp() -> None:
-    product = load_transformed(transformed_record(pricing={"amount": 1234.56, "currency": "BRL"}))
+    product = load_transformed(
+        transformed_record("12369", pricing={"amount": 1234.56, "currency": "BRL"})
+    )
 
     assert product == {
         "id": "12369",
@@ -278,9 +267,9 @@ def test_a_timestamp_with_an_offset_is_kept_as_an_aware_datetime(
 ) -> None:
     availability = {"quantity": 50, "timestamp": text}
 
-    moment = load_transformed(transformed_record(availability=availability))["availability"][
-        "timestamp"
-    ]
+    moment = load_transformed(transformed_record("12369", availability=availability))[
+        "availability"
+    ]["timestamp"]
 
     assert moment.utcoffset() == offset
     assert moment == datetime(2024, 6, 12, 12, tzinfo=UTC)
@@ -306,7 +295,7 @@ def test_a_naive_malformed_or_out_of_range_timestamp_is_named_under_availability
 ) -> None:
     availability = {"quantity": 50, "timestamp": timestamp}
 
-    messages = errors(load_transformed, transformed_record(availability=availability))
+    messages = errors(load_transformed, transformed_record("12369", availability=availability))
 
     assert set(messages) == {"availability"}
     assert set(messages["availability"]) == {"timestamp"}
@@ -314,6 +303,7 @@ def test_a_naive_malformed_or_out_of_range_timestamp_is_named_under_availability
 
 def test_bad_nested_fields_are_named_under_pricing_and_availability() -> None:
     record = transformed_record(
+        "12369",
         pricing={"amount": "1.005", "currency": "brl"},
         availability={"quantity": -1},
     )
@@ -340,16 +330,16 @@ def test_a_transformed_record_missing_every_field_names_all_six() -> None:
     ("field", "limit"), [("id", 64), ("name", 255), ("description", 4096), ("category", 255)]
 )
 def test_transformed_text_is_bounded_like_the_input(field: str, limit: int) -> None:
-    product: Any = load_transformed(transformed_record(**{field: "é" * limit}))
+    product: Any = load_transformed(transformed_record("12369", **{field: "é" * limit}))
     assert product[field] == "é" * limit
-    assert set(errors(load_transformed, transformed_record(**{field: "é" * (limit + 1)}))) == {
-        field
-    }
-    assert set(errors(load_transformed, transformed_record(**{field: ""}))) == {field}
+    assert set(
+        errors(load_transformed, transformed_record("12369", **{field: "é" * (limit + 1)}))
+    ) == {field}
+    assert set(errors(load_transformed, transformed_record("12369", **{field: ""}))) == {field}
 
 
 def test_a_transformed_json_list_is_refused_as_not_an_object() -> None:
-    assert errors(load_transformed, [transformed_record()]) == {
+    assert errors(load_transformed, [transformed_record("12369")]) == {
         "_schema": ["Expected a JSON object."]
     }
 
@@ -368,14 +358,14 @@ def test_timestamps_from_the_epoch_to_a_day_ahead_are_accepted() -> None:
     ahead = datetime.now(UTC) + timedelta(hours=23)
     for text in ("1970-01-01T00:00:00Z", ahead.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"):
         availability = {"quantity": 1, "timestamp": text}
-        load_transformed(transformed_record(availability=availability))
+        load_transformed(transformed_record("12369", availability=availability))
 
 
 def test_a_timestamp_more_than_a_day_ahead_is_named() -> None:
     ahead = datetime.now(UTC) + timedelta(days=1, minutes=5)
     availability = {"quantity": 1, "timestamp": ahead.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
-    messages = errors(load_transformed, transformed_record(availability=availability))
+    messages = errors(load_transformed, transformed_record("12369", availability=availability))
 
     assert "Out of range" in messages["availability"]["timestamp"][0]
 

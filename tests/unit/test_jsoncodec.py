@@ -98,3 +98,40 @@ def test_a_value_json_cannot_carry_raises_type_error(value: Any) -> None:
 def test_malformed_json_raises_the_codecs_decode_error() -> None:
     with pytest.raises(jsoncodec.JSONDecodeError):
         jsoncodec.loads(b"{not json")
+
+
+def test_nesting_up_to_the_limit_parses_and_deeper_is_invalid_json() -> None:
+    limit = jsoncodec.MAX_DEPTH
+    assert jsoncodec.loads("[" * limit + "]" * limit) is not None
+    assert jsoncodec.loads('{"a":' * (limit - 1) + "{}" + "}" * (limit - 1)) is not None
+
+    for deeper in (
+        "[" * (limit + 1) + "]" * (limit + 1),
+        '{"price":' + "[" * 1000 + "1" + "]" * 1000 + "}",  # orjson's own limit is 1,024
+        '[{"a": [{}]}, ' + "[" * limit + "]" * limit + "]",
+    ):
+        with pytest.raises(jsoncodec.JSONDecodeError, match="nested deeper"):
+            jsoncodec.loads(deeper)
+
+
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ("1e-400", Decimal("1E-400")),  # a double: 0.0
+        ("0.1000000000000000001", Decimal("0.1000000000000000001")),  # a double: 0.1
+        ("100.50", Decimal("100.50")),
+        ("-0.0", Decimal("-0.0")),
+        ("123456789012345678901234567890", 123456789012345678901234567890),
+    ],
+)
+def test_loads_exact_keeps_every_number_as_written(text: str, exact: Decimal | int) -> None:
+    data = jsoncodec.loads_exact(f'{{"price": {text}, "n": [1, {{"x": "ç"}}]}}'.encode())
+
+    assert data == {"price": exact, "n": [1, {"x": "ç"}]}
+    assert type(data["price"]) is type(exact)
+
+
+def test_loads_exact_is_as_strict_as_loads() -> None:
+    for text in (b"NaN", b'{"a": Infinity}', b'"\\ud800"', b"\xff", b"[" * 65 + b"]" * 65):
+        with pytest.raises(jsoncodec.JSONDecodeError):
+            jsoncodec.loads_exact(text)

@@ -16,6 +16,7 @@ from services.scheduler.records import (
     decode,
     prepare,
     to_work,
+    unreadable,
 )
 
 from ..helpers import encode, manual_record
@@ -215,7 +216,7 @@ def test_dead_letter_headers_are_all_bytes_and_the_reason_is_utf8() -> None:
     headers = dead_letter_headers(poison)
 
     assert all(isinstance(name, str) and isinstance(value, bytes) for name, value in headers)
-    assert dict(headers)["dlq-reason"].decode("utf-8") == poison.reason
+    assert (dict(headers)["dlq-reason"] or b"").decode("utf-8") == poison.reason
 
 
 def test_dead_letter_headers_of_a_record_without_headers_are_only_the_dlq_ones() -> None:
@@ -266,3 +267,30 @@ def test_a_dead_letter_keeps_its_own_traceparent_and_gets_one_when_it_had_none()
     bare_headers = dict(dead_letter_headers(poison[1]))
     assert poison[1].trace is not None
     assert bare_headers["traceparent"] == poison[1].trace.traceparent.encode()
+
+
+def test_a_records_own_dlq_headers_are_kept_under_another_name() -> None:
+    forged = [("dlq-reason", b"forged"), ("dlq-stage", b"api"), ("DLQ-Other", b"x")]
+    poison = Poison(FakeRecord(b"x", headers=forged), "decode", "value is not JSON")
+
+    headers = dead_letter_headers(poison)
+
+    names = [name for name, _ in headers]
+    assert names.count("dlq-reason") == names.count("dlq-stage") == 1
+    assert dict(headers)["dlq-reason"] == b"value is not JSON"
+    assert headers[:3] == [
+        ("original-dlq-reason", b"forged"),
+        ("original-dlq-stage", b"api"),
+        ("DLQ-Other", b"x"),
+    ]
+
+
+def test_an_unreadable_record_is_dead_lettered_by_its_place() -> None:
+    poison = unreadable("cadastro-produtos", 3, 77, UnicodeDecodeError("utf-8", b"\xff", 0, 1, "x"))
+
+    headers = dict(dead_letter_headers(poison))
+
+    assert (poison.record.key, poison.record.value, poison.record.headers) == (None, None, ())
+    assert headers["dlq-stage"] == b"decode"
+    assert (headers["dlq-reason"] or b"").startswith(b"the Kafka client cannot read this record: ")
+    assert (headers["dlq-source-partition"], headers["dlq-source-offset"]) == (b"3", b"77")
