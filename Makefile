@@ -126,7 +126,8 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# BENCH_ARGS: options of `python -m bench`, e.g. BENCH_ARGS="--records 5000 --rate-seconds 5".
+# BENCH_ARGS: options of `python -m bench`, e.g. BENCH_ARGS="--repeat 3" or "--records 5000".
+# Results go to .run/bench/; --record writes bench/results/ and bench/README.md for a commit.
 BENCH_ARGS ?=
 
 bench: up  ## benchmark the system as `make up` runs it (bench/README.md)

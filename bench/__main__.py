@@ -1,7 +1,9 @@
 """``python -m bench`` (``make bench``): measure the running pipeline and its raw stages.
 
-Writes ``bench/results/<date>.json`` and ``.md`` (``<date>-backlog.*`` for ``--backlog``,
-``<date>-profile.*`` for ``--profile``), prints the table and puts it in ``bench/README.md``.
+Prints the tables, compared with the last run recorded in ``bench/results/``, and writes
+``.run/bench/<date>.json`` and ``.md`` (``<date>-backlog.*`` for ``--backlog``,
+``<date>-profile.*`` for ``--profile``). With ``--record``, the files go to
+``bench/results/`` instead and the table to ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -25,8 +28,8 @@ from .pipeline import Pipeline
 from .procs import SERVICES, BenchError, load_average, machine, service_pids
 from .profile import Profiler, py_spy
 from .records import batch_bodies, records
-from .report import Report, Stage, render_markdown, to_json, update_readme
-from .settings import README, RESULTS_DIR, Settings
+from .report import Report, Stage, newest_results, render_markdown, to_json, update_readme
+from .settings import OUTPUT_DIR, README, RESULTS_DIR, Settings
 
 log = logging.getLogger("bench")
 
@@ -43,6 +46,8 @@ class Options:
     skip_raw: bool
     profile: bool
     scaling: bool = False
+    repeat: int = 1
+    record: bool = False
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -78,6 +83,19 @@ def parse_args(argv: list[str]) -> Options:
         action="store_true",
         help="instead: throughput with 1, 2, 3 schedulers and 1, 2, 3 relays (bench/scaling.py)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each phase N times, in turn, and report the median and spread (default 1)",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write the results to bench/results/ and the table to bench/README.md "
+        "(to be committed); without it they go to .run/bench/",
+    )
     args = parser.parse_args(argv)
     if args.records is None:
         args.records = 40_000 if args.scaling else 50_000
@@ -89,6 +107,8 @@ def parse_args(argv: list[str]) -> Options:
         parser.error("--records, --rates and --rate-seconds must be positive")
     if args.backlog is not None and args.backlog < 1:
         parser.error("--backlog must be positive")
+    if args.repeat < 1:
+        parser.error("--repeat must be positive")
     return Options(
         args.records,
         rates,
@@ -97,6 +117,8 @@ def parse_args(argv: list[str]) -> Options:
         args.skip_raw,
         args.profile,
         args.scaling,
+        args.repeat,
+        args.record,
     )
 
 
@@ -139,17 +161,23 @@ async def run(options: Options, command: str) -> Report:
     try:
         await pipeline.start()
         if options.backlog is not None:
-            report.phases.append(await pipeline.backlog(options.backlog))
+            for _ in range(options.repeat):
+                report.phases.append(await pipeline.backlog(options.backlog))
         else:
             if not options.skip_raw:
                 report.stages = await raw_stages(settings, run_id, options.records)
                 await asyncio.sleep(SETTLE_SECONDS)
-            await full_speed(pipeline, report, options, pids)
-            for rate in options.rates:
-                await asyncio.sleep(SETTLE_SECONDS)
-                count = max(1, round(rate * options.rate_seconds))
-                report.phases.append(await pipeline.phase(f"{rate:g}/s", count, rate))
-                log.info("phase %s: %s", report.phases[-1].name, report.phases[-1].latency)
+            # The phases take turns, so that a load that comes and goes on a shared machine
+            # spreads over all of them rather than falling on the repeats of one.
+            for repeat in range(options.repeat):
+                if repeat:
+                    await asyncio.sleep(SETTLE_SECONDS)
+                await full_speed(pipeline, report, options, pids, profile=repeat == 0)
+                for rate in options.rates:
+                    await asyncio.sleep(SETTLE_SECONDS)
+                    count = max(1, round(rate * options.rate_seconds))
+                    report.phases.append(await pipeline.phase(f"{rate:g}/s", count, rate))
+                    log.info("phase %s: %s", report.phases[-1].name, report.phases[-1].latency)
     finally:
         await pipeline.stop()
         await producer.stop()
@@ -159,12 +187,12 @@ async def run(options: Options, command: str) -> Report:
 
 
 async def full_speed(
-    pipeline: Pipeline, report: Report, options: Options, pids: dict[str, int]
+    pipeline: Pipeline, report: Report, options: Options, pids: dict[str, int], profile: bool
 ) -> None:
     profiler = None
-    if options.profile:
+    if options.profile and profile:
         services = {name: pid for name, pid in pids.items() if name in SERVICES}
-        profiler = Profiler(services, RESULTS_DIR, report.started_at[:10])
+        profiler = Profiler(services, OUTPUT_DIR, report.started_at[:10])
         await profiler.start()
     try:
         phase = await pipeline.phase("full speed", options.records, None)
@@ -175,21 +203,37 @@ async def full_speed(
     log.info("phase full speed: %.0f records/s", phase.throughput)
 
 
-def write(report: Report, mode: str) -> str:
-    """Results to ``bench/results/``, the table to the README; returns the markdown.
+def last_recorded(mode: str) -> tuple[str, dict[str, Any]] | None:
+    """The newest results file of this mode in ``bench/results/``: name and content."""
+    name = newest_results((path.name for path in RESULTS_DIR.glob("*.json")), mode)
+    if name is None:
+        return None
+    return name, orjson.loads((RESULTS_DIR / name).read_bytes())
+
+
+def write(report: Report, mode: str, record: bool) -> str:
+    """The results files, and with ``record`` the README's section; returns the markdown.
 
     Each mode (``latest``, ``backlog``, ``profile``) keeps its own files and README section,
     so a backlog or a profiled run does not replace the figures of a plain one.
     """
-    markdown = render_markdown(report)
+    baseline = last_recorded(mode)
+    markdown = render_markdown(
+        report,
+        baseline[1] if baseline else None,
+        f"bench/results/{baseline[0]}" if baseline else "",
+    )
     stem = report.started_at[:10] + ("" if mode == "latest" else f"-{mode}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{stem}.json").write_bytes(
+    folder = RESULTS_DIR if record else OUTPUT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_bytes(
         orjson.dumps(to_json(report), option=orjson.OPT_INDENT_2) + b"\n"
     )
-    (RESULTS_DIR / f"{stem}.md").write_text(markdown, encoding="utf-8")
-    readme = README.read_text(encoding="utf-8") if README.exists() else "# Benchmark\n"
-    README.write_text(update_readme(readme, markdown, mode), encoding="utf-8")
+    (folder / f"{stem}.md").write_text(markdown, encoding="utf-8")
+    if record:
+        readme = README.read_text(encoding="utf-8") if README.exists() else "# Benchmark\n"
+        README.write_text(update_readme(readme, markdown, mode), encoding="utf-8")
+    log.info("results in %s", folder / f"{stem}.md")
     return markdown
 
 
@@ -201,14 +245,14 @@ def main() -> None:
     options = parse_args(sys.argv[1:])
     command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
     if options.scaling:
-        print(scaling.main([1, 2, 3], options.records, options.records * 5 // 2))
+        print(scaling.main([1, 2, 3], options.records, options.records * 5 // 2, options.record))
         return
     try:
         report = asyncio.run(run(options, command))
     except BenchError as error:
         sys.exit(f"bench: {error}")
     mode = "backlog" if options.backlog else "profile" if options.profile else "latest"
-    print(write(report, mode))
+    print(write(report, mode, options.record))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from services.common.kafka import create_producer, ensure_topics
 
 from .procs import BROKER, CLOCK_TICKS, cpu_ticks, load_average, pid_of, postgres_ticks
 from .records import records
-from .settings import ROOT, RUN_DIR
+from .settings import OUTPUT_DIR, RESULTS_DIR, ROOT, RUN_DIR
 
 log = logging.getLogger("bench.scaling")
 
@@ -379,10 +379,11 @@ def render(results: Sequence[Result], context: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def main(instances: Sequence[int], records_count: int, events: int) -> str:
+def main(instances: Sequence[int], records_count: int, events: int, record: bool) -> str:
+    """Runs the phases; the table goes to ``.run/bench/`` (``bench/results/`` with ``record``)."""
     results, context = asyncio.run(run_scaling(instances, records_count, events))
     markdown = render(results, context)
-    out = ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}-scaling.md"
+    out = (RESULTS_DIR if record else OUTPUT_DIR) / f"{time.strftime('%Y-%m-%d')}-scaling.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown + "\n", encoding="utf-8")
     return markdown

@@ -13,7 +13,10 @@ from services.scheduler.config import SchedulerConfig
 ROOT = Path(__file__).resolve().parents[1]
 # Where `make up` keeps the pids; FLUXO_RUN_DIR names another, as for scripts/lib.sh.
 RUN_DIR = Path(os.environ.get("FLUXO_RUN_DIR") or ROOT / ".run")
+# Recorded runs (``--record``), committed with the README's table.
 RESULTS_DIR = ROOT / "bench" / "results"
+# Every other run's files: ignored by git, so a run leaves the work tree as it was.
+OUTPUT_DIR = ROOT / ".run" / "bench"
 README = ROOT / "bench" / "README.md"
 
 
@@ -53,6 +56,9 @@ class Settings:
             "SCHEDULER_BATCH_SIZE": str(scheduler.batch_size),
             "SCHEDULER_IN_FLIGHT_BATCHES": str(scheduler.in_flight_batches),
             "SCHEDULER_REQUEST_TIMEOUT": str(scheduler.request_timeout),
+            "SCHEDULER_COMMIT_INTERVAL": str(scheduler.commit_interval),
+            "SCHEDULER_FETCH_MAX_WAIT_MS": str(scheduler.fetch_max_wait_ms),
+            "SCHEDULER_FETCH_MIN_BYTES": str(scheduler.fetch_min_bytes),
             "OUTBOX_BATCH_SIZE": str(api.outbox_batch_size),
             "OUTBOX_POLL_INTERVAL": str(api.outbox_poll_interval),
             "DATABASE_POOL_SIZE": str(api.database_pool_size),

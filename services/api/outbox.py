@@ -112,7 +112,10 @@ class OutboxRelay:
                 if rows:
                     await self._publish(rows)
                     await repository.delete_outbox(conn, [row["id"] for row in rows])
-                    continue
+                    if len(rows) == self._batch_size:
+                        continue  # more may wait
+                # A row committed after the read above notified after the wake was cleared,
+                # so this returns at once for it.
                 await self._sleep(min(self._poll_interval, REBALANCE_INTERVAL), wake=True)
         finally:
             self._set_slots(frozenset())
@@ -127,7 +130,7 @@ class OutboxRelay:
             links=self._tracing.links(row["traceparent"] for row in rows),
             attributes={"messaging.batch.message_count": len(rows)},
         ):
-            await self._producer.send(
+            await self._producer.send_batched(
                 [
                     Outgoing(
                         row["topic"],

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import RecordMetadata
 
 from .config import KafkaConfig, RetryConfig
@@ -145,6 +146,45 @@ class Outgoing:
     headers: Sequence[tuple[str, bytes | None]] = ()
 
 
+def partition_for(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition of a keyed record, as aiokafka's (and Java's) default partitioner
+    chooses it: murmur2 of the key over the topic's partitions sorted by id."""
+    hashed: int = murmur2(key)
+    return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
+
+
+async def send_batches(
+    producer: AIOKafkaProducer, records: Sequence[Outgoing]
+) -> list[asyncio.Future[Any]]:
+    """Hand keyed records to ``producer`` as one batch per partition (several when one
+    fills up), in order within each partition; returns a future per batch.
+
+    A future per record, as ``send()`` gives, costs more CPU than the records themselves
+    take to encode; the partition is the one ``send()`` would have chosen.
+    """
+    partitions: dict[str, list[int]] = {}
+    batches: dict[tuple[str, int], Any] = {}
+    deliveries: list[asyncio.Future[Any]] = []
+    for record in records:
+        topic, key, value, headers = record.topic, record.key, record.value, list(record.headers)
+        if key is None:
+            raise ValueError("records sent in batches need a key (their partition)")
+        if topic not in partitions:
+            partitions[topic] = sorted(await producer.partitions_for(topic))
+        place = (topic, partition_for(key, partitions[topic]))
+        batch = batches.get(place)
+        if batch is None:
+            batch = batches[place] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            deliveries.append(await producer.send_batch(batch, topic, partition=place[1]))
+            batch = batches[place] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise ValueError(f"a record of {len(value or b'')} bytes exceeds the batch size")
+    for (topic, partition), batch in batches.items():
+        deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+    return deliveries
+
+
 class ManagedProducer:
     """A producer started in the background, so that a service starts while Kafka is down.
 
@@ -190,13 +230,37 @@ class ManagedProducer:
         its error, once every record of the call is settled, and renews the producer.
         """
         producer = self.get()
-        try:
-            deliveries = [
+
+        async def start() -> list[asyncio.Future[Any]]:
+            return [
                 await producer.send(
                     record.topic, value=record.value, key=record.key, headers=list(record.headers)
                 )
                 for record in records
             ]
+
+        results = await self._deliver(producer, start)
+        return [result for result in results if isinstance(result, RecordMetadata)]
+
+    async def send_batched(self, records: Sequence[Outgoing]) -> None:
+        """Produce keyed ``records`` as one aiokafka batch per partition (``send_batches``)
+        and wait until the broker acknowledged them all; failures as for ``send()``.
+
+        Several times cheaper in CPU than ``send()`` for many records, but without each
+        record's offset.
+        """
+        producer = self.get()
+        await self._deliver(producer, lambda: send_batches(producer, records))
+
+    async def _deliver(
+        self,
+        producer: AIOKafkaProducer,
+        start: Callable[[], Awaitable[list[asyncio.Future[Any]]]],
+    ) -> list[Any]:
+        """Await the deliveries ``start`` hands to ``producer``; a failed one raises its
+        error once every delivery is settled, and renews the producer."""
+        try:
+            deliveries = await start()
         except KafkaError:
             self._renew(producer)
             raise
@@ -206,7 +270,7 @@ class ManagedProducer:
             if any(isinstance(failure, KafkaError) for failure in failures):
                 self._renew(producer)
             raise failures[0]
-        return [result for result in results if isinstance(result, RecordMetadata)]
+        return results
 
     def _renew(self, failed: AIOKafkaProducer) -> None:
         """Replace ``failed``, whose delivery failed, by a new producer (in the background).

@@ -137,6 +137,9 @@ class ProductConsumer:
         self._in_flight: deque[_InFlight] = deque()
         # Held while committing; a rebalance takes it to commit what is in flight first.
         self._commit_lock = asyncio.Lock()
+        # Offsets of acknowledged batches not committed yet (see commit_interval).
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
         self._operator_paused = False
         self._failing = 0  # deliveries currently retrying; fetching is paused while > 0
         self._replays: asyncio.Queue[tuple[Replay, asyncio.Future[dict[str, int]]]] = (
@@ -220,6 +223,7 @@ class ProductConsumer:
             for batch in self._in_flight:
                 batch.delivery.cancel()
             self._in_flight.clear()
+            self._uncommitted = {}  # delivered again by the partitions' next owner
             self._consumer = None
             self._failing = 0
             await stop_consumer(consumer)  # leaves the group at once, so partitions move on
@@ -300,6 +304,8 @@ class ProductConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=2 * 1024 * 1024,
+            fetch_max_wait_ms=self._config.fetch_max_wait_ms,
+            fetch_min_bytes=self._config.fetch_min_bytes,
         )
         consumer.subscribe([kafka.topic_cadastro], listener=_Rebalance(self))
         try:
@@ -372,18 +378,25 @@ class ProductConsumer:
     ) -> bool:
         """Commit the batches in flight that are done, oldest first; returns whether any was.
 
-        With ``wait``, waits for the oldest one at least; with ``everything``, for all.
+        With ``wait``, waits for the oldest one at least; with ``everything``, for all, and
+        commits at once; otherwise the offsets wait for the commit interval to pass.
         Call it holding the commit lock.
         """
-        offsets: dict[TopicPartition, int] = {}
+        offsets = self._uncommitted
+        delivered = False
         while self._in_flight and (self._in_flight[0].delivery.done() or wait or everything):
             batch = self._in_flight[0]
             await asyncio.shield(batch.delivery)
             self._in_flight.popleft()
             offsets.update(batch.offsets)
+            delivered = True
             wait = False
-        await self._commit(consumer, offsets)
-        return bool(offsets)
+        now = time.monotonic()
+        if offsets and (everything or now - self._committed_at >= self._config.commit_interval):
+            self._uncommitted = {}
+            self._committed_at = now
+            await self._commit(consumer, offsets)
+        return delivered
 
     async def _dead_letter(self, poison: Sequence[Poison]) -> None:
         await self._dead_letters.send(

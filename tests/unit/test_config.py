@@ -98,6 +98,9 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
             "SCHEDULER_BATCH_SIZE": "100",
             "SCHEDULER_IN_FLIGHT_BATCHES": "4",
             "SCHEDULER_REQUEST_TIMEOUT": "2.5",
+            "SCHEDULER_COMMIT_INTERVAL": "0",
+            "SCHEDULER_FETCH_MAX_WAIT_MS": "100",
+            "SCHEDULER_FETCH_MIN_BYTES": "1",
             "SCHEDULER_STALL_TIMEOUT": "12",
             "RETRY_MAX_DELAY": "1",
         }
@@ -113,6 +116,9 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         batch_size=100,
         in_flight_batches=4,
         request_timeout=2.5,
+        commit_interval=0.0,
+        fetch_max_wait_ms=100,
+        fetch_min_bytes=1,
         stall_timeout=12.0,
     )
 
@@ -191,6 +197,9 @@ def test_the_api_names_a_malformed_variable(variable: str, value: str) -> None:
         ("SCHEDULER_BATCH_SIZE", "0"),
         ("SCHEDULER_IN_FLIGHT_BATCHES", "0"),
         ("SCHEDULER_REQUEST_TIMEOUT", "0.01"),
+        ("SCHEDULER_COMMIT_INTERVAL", "-1"),
+        ("SCHEDULER_FETCH_MAX_WAIT_MS", "10001"),
+        ("SCHEDULER_FETCH_MIN_BYTES", "0"),
         ("KAFKA_TOPIC_PARTITIONS", "0"),
         ("KAFKA_TOPIC_PARTITIONS", "-3"),
     ],
