@@ -171,7 +171,13 @@ async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
     )
     assert resources and all(url.startswith(origin) for url in resources), resources
 
-    await asyncio.sleep(2.5)  # one more refresh, so the sparklines show the last burst
+    # One more refresh, so the sparklines show the last burst ("updated HH:MM:SS" moves on).
+    before = await page.text("updated")
+
+    async def refreshed() -> bool:
+        return await page.text("updated") != before
+
+    await eventually(refreshed, within=10, what="the page refreshing once more", every=0.2)
     height = await page.run(browser.execute_script, "return document.documentElement.scrollHeight")
     metrics = {"width": 1280, "height": int(height), "deviceScaleFactor": 1, "mobile": False}
     await page.run(browser.execute_cdp_cmd, "Emulation.setDeviceMetricsOverride", metrics)
