@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local Apache Kafka (KRaft) from Maven Central jars, on Java >= 17, no Docker: one node, or a
 # cluster of KAFKA_BROKERS nodes (each a broker and a controller) on consecutive ports.
-# Usage: scripts/kafka.sh install|start|stop|status
+# Usage: scripts/kafka.sh install|start|stop|status|classpath
+#   (classpath installs the jars if needed and prints the broker's Java classpath)
 #
 # One node: client port from KAFKA_BOOTSTRAP_SERVERS (9092), controller KAFKA_CONTROLLER_PORT
 # (9093); pid, log and data in .run/kafka.{pid,log}, .run/kafka-data.
@@ -186,5 +187,6 @@ case "${1-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  classpath) install >&2; echo "$LIBS/*" ;;
+  *) echo "usage: $0 install|start|stop|status|classpath" >&2; exit 2 ;;
 esac

@@ -42,8 +42,6 @@ from ..tls import make_certificates
 
 Client = TestClient[web.Request, web.Application]
 
-KAFKA_VERSION = "4.1.1"  # as scripts/kafka.sh
-LIBS = ROOT / ".cache" / "kafka" / KAFKA_VERSION / "libs"
 ADMIN = ("admin", "admin-secret")
 PIPELINE = ("fluxo", "fluxo-secret")
 # Valid credentials, but no ACL on the scheduler's group.
@@ -125,14 +123,14 @@ class SecuredBroker:
         return KafkaConfig.from_env(Env(self.environ(credentials)))
 
 
-def _java(*args: str) -> list[str]:
+def _java(classpath: str, *args: str) -> list[str]:
     return [
         "java",
         "-Xms256m",
         "-Xmx256m",
         f"-Dlog4j2.configurationFile={ROOT / 'scripts' / 'kafka' / 'log4j2.properties'}",
         "-cp",
-        f"{LIBS}/*",
+        classpath,
         *args,
     ]
 
@@ -185,7 +183,14 @@ async def _wait_ready(broker: SecuredBroker, process: subprocess.Popen[bytes]) -
 
 @pytest.fixture(scope="module")
 def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredBroker]:
-    subprocess.run([str(ROOT / "scripts" / "kafka.sh"), "install"], check=True, timeout=600)
+    # The jars of scripts/kafka.sh, fetched if this machine has none yet.
+    classpath = subprocess.run(
+        [str(ROOT / "scripts" / "kafka.sh"), "classpath"],
+        check=True,
+        timeout=600,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout.strip()
     directory = tmp_path_factory.mktemp("kafka-sasl-ssl")
     certificates = make_certificates(directory / "tls")
     port, controller_port = free_port(), free_port()
@@ -210,6 +215,7 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
     with broker.log.open("ab") as log:
         subprocess.run(
             _java(
+                classpath,
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
@@ -225,7 +231,7 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
             timeout=120,
         )
         process = subprocess.Popen(
-            _java("kafka.Kafka", str(properties)),
+            _java(classpath, "kafka.Kafka", str(properties)),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
