@@ -8,7 +8,7 @@ from __future__ import annotations
 import decimal
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
@@ -184,9 +184,13 @@ def _text(max_length: int, **kwargs: Any) -> Text:
     return Text(max_length, **kwargs)
 
 
-def _cents(value: decimal.Decimal) -> None:
+def _in_cents(value: decimal.Decimal) -> bool:
     exponent = value.normalize().as_tuple().exponent  # 100.500 has cents only
-    if isinstance(exponent, int) and exponent < -2:
+    return not (isinstance(exponent, int) and exponent < -2)
+
+
+def _cents(value: decimal.Decimal) -> None:
+    if not _in_cents(value):
         raise ValidationError("Must have at most 2 decimal places.")
 
 
@@ -256,6 +260,7 @@ class TransformedProductSchema(Schema):
 
 
 MANUAL_PRODUCT = ManualProductSchema()
+MANUAL_FIELDS = tuple(MANUAL_PRODUCT.fields)  # in the order marshmallow returns them
 TRANSFORMED_PRODUCT = TransformedProductSchema()
 
 
@@ -263,6 +268,55 @@ def load_manual(data: Any) -> ManualProduct:
     """Validate an input record; raises ``ValidationError`` naming every bad field."""
     product: ManualProduct = MANUAL_PRODUCT.load(_object(data))
     return product
+
+
+def check_manual(data: Any) -> ManualProduct:
+    """``load_manual`` at a fraction of its cost for the plainly valid records that make up
+    nearly all traffic: the scheduler's check of every record it consumes.
+
+    A record whose every field has its usual type and passes the same checks is returned
+    as marshmallow would return it; anything else (a bad, missing or unusually typed field,
+    say) goes to ``load_manual``, which gives the verdict and names the fields. A test holds
+    the two equal over generated records, valid and invalid.
+    """
+    product = _plain_manual(data)
+    return product if product is not None else load_manual(data)
+
+
+def _plain_manual(data: Any) -> ManualProduct | None:
+    if type(data) is not dict:
+        return None
+    try:
+        product: dict[str, Any] = {field: data[field] for field in MANUAL_FIELDS}
+    except KeyError:
+        return None
+    price, currency, quantity = product["price"], product["currency"], product["stockQuantity"]
+    if (
+        _plain_text(product["productId"], ID_MAX)
+        and _plain_text(product["productName"], NAME_MAX)
+        and _plain_text(product["productDescription"], DESCRIPTION_MAX)
+        and _plain_text(product["category"], NAME_MAX)
+        and type(currency) is str
+        and _CURRENCY.fullmatch(currency)
+        and type(quantity) is int
+        and 0 <= quantity <= QUANTITY_MAX
+    ):
+        # A JSON number as loads_exact reads it: an int, or a Decimal spelling its digits.
+        if type(price) is int:
+            price = product["price"] = decimal.Decimal(price)
+        if type(price) is decimal.Decimal and price.is_finite() and 0 <= price <= PRICE_MAX:
+            return cast(ManualProduct, product) if _in_cents(price) else None
+    return None
+
+
+def _plain_text(value: Any, max_length: int) -> bool:
+    """What ``Text`` accepts, for a value that is a ``str``."""
+    return (
+        type(value) is str
+        and 1 <= len(value) <= max_length
+        and "\x00" not in value
+        and not _BLANK.fullmatch(value)
+    )
 
 
 def load_transformed(data: Any) -> TransformedProduct:

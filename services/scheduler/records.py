@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from marshmallow import ValidationError
 
 from ..common import jsoncodec
-from ..common.contracts import ManualProduct, field_errors, load_manual
+from ..common.contracts import ManualProduct, check_manual, field_errors
 from ..common.tracing import TRACEPARENT, Trace, record_trace
 from ..common.transform import transform
 
@@ -76,7 +76,7 @@ def decode(value: bytes | None) -> ManualProduct:
             raise PoisonError("decode", "value is not UTF-8") from None
         raise PoisonError("decode", f"value is not JSON: {exc}") from None
     try:
-        return load_manual(data)
+        return check_manual(data)
     except ValidationError as error:
         raise PoisonError("validate", invalid_fields(field_errors(error))) from None
 

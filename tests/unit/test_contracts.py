@@ -9,13 +9,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from services.common import jsoncodec
+from services.common import contracts, jsoncodec
 from services.common.contracts import (
     CURRENCY_PATTERN,
     TEXT_PATTERN,
     TIMESTAMP_PATTERN,
+    check_manual,
     documented,
     field_errors,
     load_manual,
@@ -47,6 +50,22 @@ UNICODE_TEXTS = [
 ]
 
 
+Load = Callable[[Any], Any]
+
+
+def scheduler_check(data: Any) -> Any:
+    """What the scheduler makes of ``data`` sent as a record: its JSON text read with
+    ``loads_exact``, then ``check_manual``."""
+    return check_manual(jsoncodec.loads_exact(jsoncodec.dumps(data)))
+
+
+@pytest.fixture(params=[load_manual, scheduler_check], ids=["marshmallow", "scheduler-check"])
+def load(request: pytest.FixtureRequest) -> Load:
+    """Each input-record case is held by marshmallow and by the scheduler's cheaper check."""
+    loader: Load = request.param
+    return loader
+
+
 def errors(load: Callable[[Any], object], data: Any) -> Any:
     """The field messages of the validation error ``load(data)`` raises."""
     with pytest.raises(ValidationError) as caught:
@@ -65,8 +84,8 @@ def with_price_literal(literal: str) -> Any:
 # --- input records (cadastro-produtos, POST /produto/manual) -------------------------------
 
 
-def test_a_valid_input_record_loads_with_every_field_and_an_exact_decimal_price() -> None:
-    product = load_manual(manual_record("12369", price=1234.56))
+def test_a_valid_input_record_loads_with_every_field_and_an_exact_decimal_price(load: Load) -> None:
+    product = load(manual_record("12369", price=1234.56))
 
     assert product == {
         "productId": "12369",
@@ -94,20 +113,22 @@ def test_a_valid_input_record_loads_with_every_field_and_an_exact_decimal_price(
         ("999999999999.99", Decimal("999999999999.99")),
     ],
 )
-def test_a_json_number_price_becomes_the_decimal_it_spells(literal: str, expected: Decimal) -> None:
-    price = load_manual(with_price_literal(literal))["price"]
+def test_a_json_number_price_becomes_the_decimal_it_spells(
+    literal: str, expected: Decimal, load: Load
+) -> None:
+    price = load(with_price_literal(literal))["price"]
 
     assert isinstance(price, Decimal)
     assert price == expected  # the digits written, not the binary double's expansion
 
 
 @pytest.mark.parametrize("price", ["100", "100.500", "1e2"])
-def test_a_price_given_as_text_is_named(price: str) -> None:
-    assert set(errors(load_manual, manual_record("12369", price=price))) == {"price"}
+def test_a_price_given_as_text_is_named(price: str, load: Load) -> None:
+    assert set(errors(load, manual_record("12369", price=price))) == {"price"}
 
 
-def test_the_documented_largest_price_is_accepted() -> None:
-    price = load_manual(with_price_literal("999999999999.99"))["price"]
+def test_the_documented_largest_price_is_accepted(load: Load) -> None:
+    price = load(with_price_literal("999999999999.99"))["price"]
 
     assert price == Decimal("999999999999.99")
 
@@ -132,13 +153,15 @@ def test_the_documented_largest_price_is_accepted() -> None:
         pytest.param([100], id="list"),
     ],
 )
-def test_a_bad_price_is_named(price: Any) -> None:
-    assert set(errors(load_manual, manual_record("12369", price=price))) == {"price"}
+def test_a_bad_price_is_named(price: Any, load: Load) -> None:
+    assert set(errors(load, manual_record("12369", price=price))) == {"price"}
 
 
 @pytest.mark.parametrize("quantity", [0, 1, 2**31 - 1])
-def test_a_stock_quantity_from_zero_to_the_int32_maximum_is_accepted(quantity: int) -> None:
-    assert load_manual(manual_record("12369", stockQuantity=quantity))["stockQuantity"] == quantity
+def test_a_stock_quantity_from_zero_to_the_int32_maximum_is_accepted(
+    quantity: int, load: Load
+) -> None:
+    assert load(manual_record("12369", stockQuantity=quantity))["stockQuantity"] == quantity
 
 
 @pytest.mark.parametrize(
@@ -154,73 +177,75 @@ def test_a_stock_quantity_from_zero_to_the_int32_maximum_is_accepted(quantity: i
         pytest.param(None, id="null"),
     ],
 )
-def test_a_bad_stock_quantity_is_named(quantity: Any) -> None:
-    assert set(errors(load_manual, manual_record("12369", stockQuantity=quantity))) == {
-        "stockQuantity"
-    }
+def test_a_bad_stock_quantity_is_named(quantity: Any, load: Load) -> None:
+    assert set(errors(load, manual_record("12369", stockQuantity=quantity))) == {"stockQuantity"}
 
 
 @pytest.mark.parametrize("currency", ["BRL", "USD", "EUR"])
-def test_a_currency_of_three_upper_case_letters_is_accepted(currency: str) -> None:
-    assert load_manual(manual_record("12369", currency=currency))["currency"] == currency
+def test_a_currency_of_three_upper_case_letters_is_accepted(currency: str, load: Load) -> None:
+    assert load(manual_record("12369", currency=currency))["currency"] == currency
 
 
 @pytest.mark.parametrize(
     "currency", ["brl", "Brl", "BR", "BRLL", "R$", "", "BRL\n", "\nBRL", " BRL", "BRL ", 986]
 )
-def test_a_currency_that_is_not_three_upper_case_letters_is_named(currency: Any) -> None:
-    assert set(errors(load_manual, manual_record("12369", currency=currency))) == {"currency"}
+def test_a_currency_that_is_not_three_upper_case_letters_is_named(
+    currency: Any, load: Load
+) -> None:
+    assert set(errors(load, manual_record("12369", currency=currency))) == {"currency"}
 
 
 @pytest.mark.parametrize(("field", "limit"), TEXT_LIMITS)
-def test_text_of_one_character_up_to_the_limit_is_accepted(field: str, limit: int) -> None:
+def test_text_of_one_character_up_to_the_limit_is_accepted(
+    field: str, limit: int, load: Load
+) -> None:
     for text in ("x", "x" * limit, "ç" * limit):
-        product: Any = load_manual(manual_record("12369", **{field: text}))
+        product: Any = load(manual_record("12369", **{field: text}))
         assert product[field] == text
 
 
 @pytest.mark.parametrize(("field", "limit"), TEXT_LIMITS)
-def test_text_one_character_over_the_limit_is_named(field: str, limit: int) -> None:
-    assert set(errors(load_manual, manual_record("12369", **{field: "x" * (limit + 1)}))) == {field}
+def test_text_one_character_over_the_limit_is_named(field: str, limit: int, load: Load) -> None:
+    assert set(errors(load, manual_record("12369", **{field: "x" * (limit + 1)}))) == {field}
 
 
 @pytest.mark.parametrize(("field", "limit"), TEXT_LIMITS)
-def test_empty_or_non_text_values_are_named(field: str, limit: int) -> None:
+def test_empty_or_non_text_values_are_named(field: str, limit: int, load: Load) -> None:
     for value in ("", None, 12369, ["x"]):
-        assert set(errors(load_manual, manual_record("12369", **{field: value}))) == {field}
+        assert set(errors(load, manual_record("12369", **{field: value}))) == {field}
 
 
-def test_a_record_missing_every_field_names_all_seven() -> None:
-    messages = errors(load_manual, {})
+def test_a_record_missing_every_field_names_all_seven(load: Load) -> None:
+    messages = errors(load, {})
 
     assert set(messages) == MANUAL_FIELDS
     assert all(text == ["Missing data for required field."] for text in messages.values())
 
 
-def test_every_bad_field_of_a_record_is_named_at_once() -> None:
+def test_every_bad_field_of_a_record_is_named_at_once(load: Load) -> None:
     record = manual_record("", price=-1, currency="brl", stockQuantity=2.5)
 
-    assert set(errors(load_manual, record)) == {"productId", "price", "currency", "stockQuantity"}
+    assert set(errors(load, record)) == {"productId", "price", "currency", "stockQuantity"}
 
 
 @pytest.mark.parametrize(
     "data", [[manual_record("12369")], "12369", 12369, None], ids=["list", "text", "number", "null"]
 )
-def test_a_json_value_that_is_not_an_object_is_refused_as_such(data: Any) -> None:
-    assert errors(load_manual, data) == {"_schema": ["Expected a JSON object."]}
+def test_a_json_value_that_is_not_an_object_is_refused_as_such(data: Any, load: Load) -> None:
+    assert errors(load, data) == {"_schema": ["Expected a JSON object."]}
 
 
-def test_unknown_extra_fields_are_dropped_not_rejected() -> None:
-    product = load_manual(manual_record("12369", supplier="ACME", tags=["novo"], price=10))
+def test_unknown_extra_fields_are_dropped_not_rejected(load: Load) -> None:
+    product = load(manual_record("12369", supplier="ACME", tags=["novo"], price=10))
 
     assert set(product) == MANUAL_FIELDS
 
 
 @pytest.mark.parametrize("text", UNICODE_TEXTS)
-def test_unicode_text_round_trips_unchanged(text: str) -> None:
+def test_unicode_text_round_trips_unchanged(text: str, load: Load) -> None:
     record = manual_record(text[:64], productName=text, productDescription=text * 3, category=text)
 
-    product = load_manual(jsoncodec.loads(jsoncodec.dumps(record)))
+    product = load(jsoncodec.loads(jsoncodec.dumps(record)))
 
     assert product["productId"] == text[:64]
     assert product["productName"] == text
@@ -229,10 +254,114 @@ def test_unicode_text_round_trips_unchanged(text: str) -> None:
 
 
 @pytest.mark.parametrize("field", [field for field, _ in TEXT_LIMITS])
-def test_text_with_a_nul_character_is_named(field: str) -> None:
-    assert set(errors(load_manual, manual_record("12369", **{field: "Nome\x00do Produto"}))) == {
-        field
+def test_text_with_a_nul_character_is_named(field: str, load: Load) -> None:
+    assert set(errors(load, manual_record("12369", **{field: "Nome\x00do Produto"}))) == {field}
+
+
+# The scheduler's check: values at and past every bound, with the types JSON can give.
+BORDER_TEXTS = [
+    "x", "x" * 64, "x" * 65, "n" * 255, "n" * 256, "d" * 4096, "d" * 4097, "", " ", "\t\n",
+    "\u00a0", "\u3000", "\ufeff", "\u200b", "a\x00b", "\x00", " a ", "ç" * 64, "🍍" * 65,
+]  # fmt: skip
+BORDER_NUMBERS = [
+    "-0", "-0.0", "0", "0.0", "0e0", "-1", "1E2", "1e-400", "0.001", "0.005", "0.01",
+    "100.50", "100.505", "100.500", "999999999999.99", "999999999999.995", "1000000000000",
+    "2147483647", "2147483648", "0.1000000000000000000000000000001", "9" * 30,
+    "true", "false", "null", '"100"', '"BRL"', "[]", "{}",
+]  # fmt: skip
+CURRENCIES = ["BRL", "brl", "BRL\n", "BR", "BRLL", "ÇÃO", "US$", ""]
+
+
+def odd_values(field: str) -> st.SearchStrategy[str]:
+    """JSON text for one field of an input record: borderline, of another type, or any."""
+    texts = st.one_of(
+        st.sampled_from(BORDER_TEXTS),
+        st.text(st.characters(codec="utf-8"), max_size=70),
+    ).map(lambda text: jsoncodec.dumps(text).decode())
+    numbers = st.one_of(st.sampled_from(BORDER_NUMBERS), st.integers(-5, 2**32).map(str))
+    prices = st.decimals(
+        min_value=-1, max_value=Decimal("1e13"), allow_nan=False, allow_infinity=False
+    ).map(str)
+    currencies = st.sampled_from(CURRENCIES).map(lambda text: jsoncodec.dumps(text).decode())
+    usual = {
+        "price": prices,
+        "stockQuantity": st.integers(-5, 2**32).map(str),
+        "currency": currencies,
+    }.get(field, texts)
+    return st.one_of(usual, numbers, texts)
+
+
+VALID_VALUES = {
+    "productId": st.sampled_from(["12369", "x" * 64, " a "]),
+    "productName": st.sampled_from(["Nome do Produto", "n" * 255, "🍍"]),
+    "productDescription": st.sampled_from(["Descrição do Produto", "d" * 4096]),
+    "category": st.sampled_from(["Categoria do Produto", "c" * 255]),
+    "currency": st.sampled_from(["BRL", "EUR"]),
+    "price": st.sampled_from(["100", "100.5", "100.50", "0", "999999999999.99", "1E2"]),
+    "stockQuantity": st.sampled_from(["0", "50", "2147483647"]),
+}
+
+
+@st.composite
+def record_texts(draw: Any) -> str:
+    """An input record's JSON text: valid, but for a field or two that may be borderline, of
+    another type, or absent, and now and then an unknown field."""
+    values = {
+        field: jsoncodec.dumps(draw(strategy)).decode()
+        if field not in ("price", "stockQuantity")
+        else draw(strategy)
+        for field, strategy in VALID_VALUES.items()
     }
+    for field in draw(st.lists(st.sampled_from(sorted(MANUAL_FIELDS)), max_size=2)):
+        if draw(st.integers(0, 9)):
+            values[field] = draw(odd_values(field))
+        else:
+            values.pop(field, None)
+    parts = [f'"{field}":{value}' for field, value in values.items()]
+    if draw(st.booleans()):
+        parts.append('"supplier":{"price":0.001}')
+    return "{" + ",".join(parts) + "}"
+
+
+def exactly(product: Any) -> Any:
+    """A product with each Decimal as its digits and exponent, so 100.5 differs from 100.50."""
+    return {
+        name: (type(value), value.as_tuple() if isinstance(value, Decimal) else value)
+        for name, value in product.items()
+    }
+
+
+@seed(20261130)
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(record_texts())
+def test_the_scheduler_check_accepts_only_what_marshmallow_accepts_and_returns_the_same(
+    text: str,
+) -> None:
+    data = jsoncodec.loads_exact(text)
+    plain = contracts._plain_manual(data)
+    try:
+        expected = load_manual(data)
+    except ValidationError as error:
+        assert plain is None, f"accepted what marshmallow refuses: {error.messages}"
+        assert errors(check_manual, data) == error.messages
+        return
+    assert plain is None or exactly(plain) == exactly(expected)
+    assert exactly(check_manual(data)) == exactly(expected)
+
+
+def test_the_scheduler_check_takes_usual_records_without_marshmallow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(data: Any) -> Any:
+        raise AssertionError(f"marshmallow was asked about {data}")
+
+    monkeypatch.setattr(contracts, "load_manual", refuse)
+    for price in ("100", "100.5", "1234.56", "0", "999999999999.99"):
+        record = manual_record("12369", stockQuantity=0)
+        text = jsoncodec.dumps(record).decode().replace('"price":100.0', f'"price":{price}')
+        product = check_manual(jsoncodec.loads_exact(text))
+        assert product["price"] == Decimal(price)
+        assert str(product["price"]) == price
 
 
 # --- transformed records (POST /produto/scheduler, produtos-persistidos) --------------------
@@ -346,12 +475,12 @@ def test_a_transformed_json_list_is_refused_as_not_an_object() -> None:
 
 @pytest.mark.parametrize("field", ["productId", "productName", "productDescription", "category"])
 @pytest.mark.parametrize("blank", [" ", "   ", "\t\n", "\u00a0", "\u3000", "\ufeff"])
-def test_blank_text_is_named(field: str, blank: str) -> None:
-    assert set(errors(load_manual, manual_record("12369", **{field: blank}))) == {field}
+def test_blank_text_is_named(field: str, blank: str, load: Load) -> None:
+    assert set(errors(load, manual_record("12369", **{field: blank}))) == {field}
 
 
-def test_text_with_spaces_around_other_characters_is_kept_as_sent() -> None:
-    assert load_manual(manual_record(" 12369 "))["productId"] == " 12369 "
+def test_text_with_spaces_around_other_characters_is_kept_as_sent(load: Load) -> None:
+    assert load(manual_record(" 12369 "))["productId"] == " 12369 "
 
 
 def test_timestamps_from_the_epoch_to_a_day_ahead_are_accepted() -> None:
