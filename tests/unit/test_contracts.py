@@ -23,6 +23,7 @@ from services.common.contracts import (
     field_errors,
     load_manual,
     load_transformed,
+    load_transformed_all,
 )
 
 from ..helpers import manual_record, transformed_record
@@ -471,6 +472,24 @@ def test_a_transformed_json_list_is_refused_as_not_an_object() -> None:
     assert errors(load_transformed, [transformed_record("12369")]) == {
         "_schema": ["Expected a JSON object."]
     }
+
+
+def test_many_valid_transformed_records_load_as_each_does_alone() -> None:
+    records = [
+        transformed_record("1"),
+        transformed_record("2", "2024-06-12T14:00:00.123+02:00", category="Bebidas"),
+        jsoncodec.loads_exact(jsoncodec.dumps(transformed_record("3")).replace(b"100.0", b"9.90")),
+    ]
+
+    assert load_transformed_all(records) == [load_transformed(record) for record in records]
+
+
+@pytest.mark.parametrize(
+    "odd", [transformed_record("2", category=""), [transformed_record("2")], None, {}]
+)
+def test_many_transformed_records_are_refused_together_when_one_is_invalid(odd: Any) -> None:
+    with pytest.raises(ValidationError):
+        load_transformed_all([transformed_record("1"), odd, transformed_record("3")])
 
 
 @pytest.mark.parametrize("field", ["productId", "productName", "productDescription", "category"])
