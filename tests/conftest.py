@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp import web
@@ -16,11 +17,27 @@ from services.common.tracing import Tracing
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
-from .helpers import TOKEN, create_database, drop_database, eventually, isolated_kafka, unique
+from .helpers import (
+    SESSION_TOPICS,
+    TOKEN,
+    create_database,
+    delete_session_topics,
+    drop_database,
+    eventually,
+    isolated_kafka,
+    unique,
+)
 
 Client = TestClient[web.Request, web.Application]
 
 FAST_RETRY = RetryConfig(initial_delay=0.05, max_delay=0.5)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_the_sessions_topics() -> Iterator[None]:
+    yield
+    if SESSION_TOPICS:
+        asyncio.run(delete_session_topics())
 
 
 @pytest.fixture

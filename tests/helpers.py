@@ -7,6 +7,7 @@ import contextlib
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from services.common import jsoncodec
 from services.common.config import KafkaConfig, local_environ
@@ -58,16 +61,37 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+# Every topic name isolated_kafka gave out in this test session: deleted at its end.
+SESSION_TOPICS: set[str] = set()
+
+
 def isolated_kafka(partitions: int = 3) -> KafkaConfig:
     """Topics of the test's own, named after the real ones."""
     run = unique("t")
-    return KafkaConfig(
+    config = KafkaConfig(
         bootstrap_servers=BOOTSTRAP,
         topic_cadastro=f"{run}.cadastro-produtos",
         topic_persistidos=f"{run}.produtos-persistidos",
         topic_dlq=f"{run}.cadastro-produtos.dlq",
         partitions=partitions,
     )
+    SESSION_TOPICS.update((config.topic_cadastro, config.topic_persistidos, config.topic_dlq))
+    return config
+
+
+async def delete_session_topics() -> None:
+    """Delete the session's topics that exist on the local broker, so that a broker kept
+    across many runs does not pile up thousands of them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        await admin.start()
+        existing = SESSION_TOPICS & set(await admin.list_topics())
+        if existing:
+            await admin.delete_topics(sorted(existing))
+    except KafkaError as error:  # no broker (a unit-test run): nothing was created on it
+        warnings.warn(f"the session's test topics were not deleted: {error!r}", stacklevel=1)
+    finally:
+        await admin.close()
 
 
 def database_url(name: str, server: str = DATABASE_URL) -> str:
