@@ -87,7 +87,7 @@ def run(
     until SIGTERM."""
     parse_arguments(name, description, settings_help(load_config), sys.argv[1:])
     load_dotenv()
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"))
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT") or "text")
     config = load_config(os.environ)
     tracing = Tracing.from_environ(name.rsplit(".", 1)[-1], os.environ)
     log = logging.getLogger(name)
