@@ -82,7 +82,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def producer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    producer = ManagedProducer(config.kafka, config.retry)
+    # No linger: the relay hands over one full batch per partition, and POST /produto/manual
+    # waits for its record's acknowledgement; waiting for more records would only add latency.
+    producer = ManagedProducer(config.kafka, config.retry, linger_ms=0)
     app[PRODUCER] = producer
     starting = asyncio.create_task(producer.start(), name="kafka-producer-start")
     yield

@@ -76,6 +76,17 @@ async def apply_migrations(conn: Connection, sql_dir: Path) -> list[str]:
     return applied_now
 
 
+async def _keep_session(conn: Connection) -> None:
+    """What a pooled connection needs between two uses: nothing.
+
+    asyncpg's default reset runs a query (unlock advisory locks, close cursors, UNLISTEN,
+    RESET ALL) each time a connection goes back to the pool: a round trip per request. Pooled
+    connections here run transactions and leave no session state behind (the relay's
+    advisory locks and LISTEN live on its own connection; the migrations' lock is released
+    in a ``finally``); asyncpg still rolls back a transaction left open before calling this.
+    """
+
+
 class Database:
     """A pool opened in the background: the API starts, answering 503, while PostgreSQL is down."""
 
@@ -90,7 +101,11 @@ class Database:
     async def open(self) -> None:
         async def attempt() -> asyncpg.Pool:
             pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self._pool_size, command_timeout=30
+                self.dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                command_timeout=30,
+                reset=_keep_session,
             )
             try:
                 async with pool.acquire() as conn:
