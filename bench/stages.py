@@ -85,7 +85,7 @@ async def _consume(settings: Settings, topic: str, count: int) -> float:
 
 
 async def database(settings: Settings, run_id: str, bodies: Sequence[bytes]) -> Stage:
-    """The API's ``upsert_products``, one transaction per scheduler batch, as the API runs
+    """The API's ``upsert_products``, one statement per scheduler batch, as the API runs
     it, into a database created for the stage and dropped after it."""
     batches = [batch_rows(body) for body in bodies]  # validated as the API does, untimed
     name = f"bench_{run_id}"
@@ -99,8 +99,7 @@ async def database(settings: Settings, run_id: str, bodies: Sequence[bytes]) -> 
                 await apply_migrations(conn, SQL_DIR)
                 started = time.monotonic()
                 for batch in batches:
-                    async with conn.transaction():
-                        await upsert_products(conn, batch, settings.kafka.topic_persistidos)
+                    await upsert_products(conn, batch, settings.kafka.topic_persistidos)
                 seconds = time.monotonic() - started
             finally:
                 await conn.close()

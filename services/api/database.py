@@ -145,14 +145,23 @@ class Database:
         return self._pool.get_size() if self._pool is not None else 0
 
     async def in_transaction(self, work: Callable[[Connection], Awaitable[T]], *, what: str) -> T:
-        """Run ``work`` in one transaction on a pooled connection.
+        """Run ``work`` in one transaction on a pooled connection, as ``run`` does."""
+
+        async def transaction(conn: Connection) -> T:
+            async with conn.transaction():
+                return await work(conn)
+
+        return await self.run(transaction, what=what)
+
+    async def run(self, work: Callable[[Connection], Awaitable[T]], *, what: str) -> T:
+        """Run ``work`` on a pooled connection: one statement is a transaction by itself.
 
         A deadlock or a serialization failure (a concurrent writer of the same rows) rolls
         the transaction back; it runs again a few times, then is answered 503.
         """
 
         async def attempt() -> T:
-            async with self.connection() as conn, conn.transaction():
+            async with self.connection() as conn:
                 return await work(conn)
 
         try:

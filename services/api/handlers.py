@@ -148,10 +148,11 @@ async def persist(
     traceparents: Sequence[str],
     read_back: bool = False,
 ) -> tuple[list[Outcome], bytes | None]:
-    """Upsert the records and enqueue their events in one transaction.
+    """Upsert the records and enqueue their events in one statement (one transaction).
 
     ``traceparents`` gives each item's trace, kept with its event. Returns the outcome of
-    each item and, with ``read_back``, the persisted document of the first one.
+    each item and, with ``read_back``, the persisted document of the first one, read in the
+    same transaction.
     """
     app = request.app
     metrics = app[METRICS]
@@ -170,7 +171,9 @@ async def persist(
         links=app[TRACING].links(traceparents),
         attributes={"fluxo.records": len(items)},
     ):
-        outcomes, document = await app[DATABASE].in_transaction(write, what="persisting products")
+        database = app[DATABASE]
+        run = database.in_transaction if read_back else database.run
+        outcomes, document = await run(write, what="persisting products")
     metrics.persist_duration.observe(time.perf_counter() - started)
     for outcome, count in Counter(outcomes).items():
         metrics.persisted_records.labels(outcome.value).inc(count)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -36,52 +38,59 @@ DOCUMENT_COLUMNS = (
     "p.availability_timestamp, p.category"
 )
 
-# Upsert the batch in one statement. A row changes only for a newer source record
-# (availability timestamp, then offset) with different content, so a replay never regresses
-# a row and a duplicate changes nothing. Rows are written (and so locked) in id order: two
-# transactions writing the same products wait for each other instead of deadlocking. The
-# rows inserted or changed come back as stored, for their events.
-UPSERT_PRODUCTS = f"""
+# Upsert the batch and enqueue its events in one statement, atomic by itself (no BEGIN and
+# COMMIT round trips). A row changes only for a newer source record (availability
+# timestamp, then offset) with different content, so a replay never regresses a row and a
+# duplicate changes nothing. Rows are written (and so locked) in id order: two statements
+# writing the same products wait for each other instead of deadlocking. Each row inserted
+# or changed gets its event ($12, the API's encoding of the record), in id order; the
+# statement returns those rows.
+UPSERT_PRODUCTS = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
-        $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[]
+        $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[],
+        $12::text[], $13::text[], $14::timestamptz[]
     ) AS t(id, name, description, price_amount, price_currency, stock_quantity,
-           availability_timestamp, category, source_topic, source_partition, source_offset)
+           availability_timestamp, category, source_topic, source_partition, source_offset,
+           payload, traceparent, source_timestamp)
+),
+written AS (
+    INSERT INTO products AS p (
+        id, name, description, price_amount, price_currency, stock_quantity,
+        availability_timestamp, category, source_topic, source_partition, source_offset)
+    SELECT id, name, description, price_amount, price_currency, stock_quantity,
+           availability_timestamp, category, source_topic, source_partition, source_offset
+    FROM input ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET
+        name = EXCLUDED.name,
+        description = EXCLUDED.description,
+        price_amount = EXCLUDED.price_amount,
+        price_currency = EXCLUDED.price_currency,
+        stock_quantity = EXCLUDED.stock_quantity,
+        availability_timestamp = EXCLUDED.availability_timestamp,
+        category = EXCLUDED.category,
+        source_topic = EXCLUDED.source_topic,
+        source_partition = EXCLUDED.source_partition,
+        source_offset = EXCLUDED.source_offset,
+        updated_at = now()
+    WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
+          > (p.availability_timestamp, coalesce(p.source_offset, -1))
+      AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
+           EXCLUDED.price_currency, EXCLUDED.stock_quantity,
+           EXCLUDED.availability_timestamp, EXCLUDED.category)
+          IS DISTINCT FROM
+          (p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity,
+           p.availability_timestamp, p.category)
+    RETURNING p.id, p.xmax = 0 AS inserted
+),
+events AS (
+    INSERT INTO outbox (topic, key, payload, traceparent, source_timestamp)
+    SELECT $15, i.id, i.payload::json, i.traceparent, i.source_timestamp
+    FROM written w JOIN input i ON i.id = w.id
+    ORDER BY i.id
 )
-INSERT INTO products AS p (
-    id, name, description, price_amount, price_currency, stock_quantity,
-    availability_timestamp, category, source_topic, source_partition, source_offset)
-SELECT * FROM input ORDER BY id
-ON CONFLICT (id) DO UPDATE SET
-    name = EXCLUDED.name,
-    description = EXCLUDED.description,
-    price_amount = EXCLUDED.price_amount,
-    price_currency = EXCLUDED.price_currency,
-    stock_quantity = EXCLUDED.stock_quantity,
-    availability_timestamp = EXCLUDED.availability_timestamp,
-    category = EXCLUDED.category,
-    source_topic = EXCLUDED.source_topic,
-    source_partition = EXCLUDED.source_partition,
-    source_offset = EXCLUDED.source_offset,
-    updated_at = now()
-WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
-      > (p.availability_timestamp, coalesce(p.source_offset, -1))
-  AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
-       EXCLUDED.price_currency, EXCLUDED.stock_quantity,
-       EXCLUDED.availability_timestamp, EXCLUDED.category)
-      IS DISTINCT FROM
-      (p.name, p.description, p.price_amount, p.price_currency, p.stock_quantity,
-       p.availability_timestamp, p.category)
-RETURNING {DOCUMENT_COLUMNS}, p.xmax = 0 AS inserted
-"""
-
-# The events of the rows written, in id order, in the same transaction.
-INSERT_EVENTS = """
-INSERT INTO outbox (topic, key, payload, traceparent, source_timestamp)
-SELECT $1, key, payload::json, traceparent, source_timestamp
-FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[])
-    AS t(key, payload, traceparent, source_timestamp)
+SELECT id, inserted FROM written
 """
 
 SELECT_PRODUCT = f"SELECT {DOCUMENT_COLUMNS} FROM products p WHERE p.id = $1"
@@ -93,17 +102,53 @@ SELECT_PRODUCTS_PAGE = (
 def encode_product(row: Mapping[str, Any] | asyncpg.Record) -> bytes:
     """The persisted record of a products row: the one encoding of it that GET answers,
     list pages, POST answers and the events on produtos-persistidos all carry."""
+    return _document(
+        row["id"],
+        row["name"],
+        row["description"],
+        row["price_amount"],
+        row["price_currency"],
+        row["stock_quantity"],
+        row["availability_timestamp"],
+        row["category"],
+    )
+
+
+def encode_transformed(product: TransformedProduct) -> bytes:
+    """``encode_product`` of the row a validated record is stored as, without reading it
+    back: the columns hold the record's values exactly (cents fit NUMERIC(14, 2),
+    milliseconds fit timestamptz), and the encoding writes the amount as a number and the
+    instant in UTC."""
+    return _document(
+        product["id"],
+        product["name"],
+        product["description"],
+        product["pricing"]["amount"],
+        product["pricing"]["currency"],
+        product["availability"]["quantity"],
+        product["availability"]["timestamp"],
+        product["category"],
+    )
+
+
+def _document(
+    product_id: str,
+    name: str,
+    description: str,
+    amount: Decimal,
+    currency: str,
+    quantity: int,
+    timestamp: datetime,
+    category: str,
+) -> bytes:
     return jsoncodec.dumps(
         {
-            "id": row["id"],
-            "name": row["name"],
-            "description": row["description"],
-            "pricing": {"amount": row["price_amount"], "currency": row["price_currency"]},
-            "availability": {
-                "quantity": row["stock_quantity"],
-                "timestamp": format_timestamp(row["availability_timestamp"]),
-            },
-            "category": row["category"],
+            "id": product_id,
+            "name": name,
+            "description": description,
+            "pricing": {"amount": amount, "currency": currency},
+            "availability": {"quantity": quantity, "timestamp": format_timestamp(timestamp)},
+            "category": category,
         }
     )
 
@@ -137,12 +182,13 @@ async def upsert_products(
 
     Of several items for one id, the newest is written; the others are answered
     ``unchanged`` (they lost to it). ``traceparents`` gives each item's trace, kept with its
-    event. Run it inside a transaction: products and outbox commit together or not at all.
+    event. One statement: products and outbox commit together or not at all.
     """
     newest = newest_per_id(items)
-    columns: list[list[Any]] = [[] for _ in range(11)]
+    columns: list[list[Any]] = [[] for _ in range(14)]
     for product_id in sorted(newest):
-        product, source = items[newest[product_id]]
+        index = newest[product_id]
+        product, source = items[index]
         values = (
             product["id"],
             product["name"],
@@ -155,25 +201,14 @@ async def upsert_products(
             source.topic if source else None,
             source.partition if source else None,
             source.offset if source else None,
+            encode_transformed(product).decode(),
+            traceparents[index] if traceparents else None,
+            # A record from Kafka: its timestamp, where the end-to-end latency starts.
+            product["availability"]["timestamp"] if source else None,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    written: list[asyncpg.Record] = await conn.fetch(UPSERT_PRODUCTS, *columns)
-    if written:
-        written.sort(key=lambda row: row["id"])  # events in id order
-        winners = [newest[row["id"]] for row in written]
-        await conn.execute(
-            INSERT_EVENTS,
-            topic,
-            [row["id"] for row in written],
-            [encode_product(row).decode() for row in written],
-            [traceparents[index] if traceparents else None for index in winners],
-            # A record from Kafka: its timestamp, where the end-to-end latency starts.
-            [
-                row["availability_timestamp"] if items[index][1] is not None else None
-                for row, index in zip(written, winners, strict=True)
-            ],
-        )
+    written: list[asyncpg.Record] = await conn.fetch(UPSERT_PRODUCTS, *columns, topic)
     outcomes = [Outcome.UNCHANGED] * len(items)
     for row in written:
         outcomes[newest[row["id"]]] = Outcome.CREATED if row["inserted"] else Outcome.UPDATED
