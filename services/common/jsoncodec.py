@@ -36,9 +36,22 @@ MAX_DEPTH = 64
 def loads(data: bytes | str) -> Any:
     """Parse JSON; ``JSONDecodeError`` for invalid JSON or nesting deeper than MAX_DEPTH."""
     value = orjson.loads(data)
-    if isinstance(value, dict | list) and _deeper_than(value, MAX_DEPTH):
+    if isinstance(value, dict | list) and _may_nest_deeper(data) and _deeper_than(value, MAX_DEPTH):
         raise JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels", "", 0)
     return value
+
+
+def _may_nest_deeper(data: bytes | str) -> bool:
+    """False when the text opens too few arrays and objects to nest deeper than MAX_DEPTH
+    (every level opens one): a count in C spares nearly every document the walk."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{") > MAX_DEPTH
+    return data.count(b"[") + data.count(b"{") > MAX_DEPTH
+
+
+# Numbers with a fraction or an exponent as Decimal; made once (json.loads with options
+# builds a decoder per call).
+_EXACT = json.JSONDecoder(parse_float=decimal.Decimal)
 
 
 def loads_exact(data: bytes | str) -> Any:
@@ -48,7 +61,7 @@ def loads_exact(data: bytes | str) -> Any:
     if not _has_float(value):
         return value
     text = data.decode() if isinstance(data, bytes) else data  # UTF-8: orjson checked it
-    return json.loads(text, parse_float=decimal.Decimal)
+    return _EXACT.decode(text)
 
 
 def _has_float(value: Any) -> bool:
