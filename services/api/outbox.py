@@ -94,7 +94,15 @@ class OutboxRelay:
         conn: asyncpg.Connection = await asyncpg.connect(
             self._dsn,
             timeout=CONNECT_TIMEOUT,
-            server_settings={"application_name": APPLICATION_NAME, **KEEPALIVES},
+            server_settings={
+                "application_name": APPLICATION_NAME,
+                # The relay only deletes rows the broker acknowledged: a delete lost in a
+                # server crash publishes those events again, as a relay crash does
+                # (at-least-once, the event id tells them apart), and nothing is lost. So its
+                # commits do not wait for the WAL flush.
+                "synchronous_commit": "off",
+                **KEEPALIVES,
+            },
         )
         try:
             slots = RelaySlots(conn)
