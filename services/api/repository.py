@@ -119,7 +119,12 @@ def encode_transformed(product: TransformedProduct) -> bytes:
     back: the columns hold the record's values exactly (cents fit NUMERIC(14, 2),
     milliseconds fit timestamptz), and the encoding writes the amount as a number and the
     instant in UTC."""
-    return _document(
+    return _document(*_columns(product))
+
+
+def _columns(product: TransformedProduct) -> tuple[Any, ...]:
+    """A record's values in the order of the products columns (and of ``_document``)."""
+    return (
         product["id"],
         product["name"],
         product["description"],
@@ -190,14 +195,7 @@ async def upsert_products(
         index = newest[product_id]
         product, source = items[index]
         values = (
-            product["id"],
-            product["name"],
-            product["description"],
-            product["pricing"]["amount"],
-            product["pricing"]["currency"],
-            product["availability"]["quantity"],
-            product["availability"]["timestamp"],
-            product["category"],
+            *_columns(product),
             source.topic if source else None,
             source.partition if source else None,
             source.offset if source else None,
