@@ -11,12 +11,10 @@ from aiohttp import web
 
 from ..common.docs import setup_docs
 from ..common.errors import Unavailable
-from ..common.http import bearer_auth, error_middleware
 from ..common.kafka import ManagedProducer
 from ..common.metrics import ApiMetrics
-from ..common.protocol import answer_malformed_requests_in_json
-from ..common.service import cancel_and_wait
-from ..common.tracing import TRACING, Tracing, trace_middleware
+from ..common.service import cancel_and_wait, service_app
+from ..common.tracing import TRACING, Tracing
 from . import repository
 from .config import ApiConfig
 from .database import Database
@@ -40,31 +38,16 @@ OUTBOX_GAUGES_INTERVAL = 5.0
 
 def create_app(config: ApiConfig, tracing: Tracing | None = None) -> web.Application:
     """Build the application; no I/O happens until it starts."""
-    answer_malformed_requests_in_json()
     metrics = ApiMetrics()
-    tracing = tracing or Tracing()
-    app = web.Application(
-        middlewares=[
-            metrics.middleware(),
-            trace_middleware(tracing),
-            error_middleware,
-            bearer_auth(config.api_tokens),
-        ],
-        client_max_size=config.max_body_bytes,
+    app = service_app(
+        config.api_tokens, metrics, tracing or Tracing(), client_max_size=config.max_body_bytes
     )
     app[CONFIG] = config
     app[METRICS] = metrics
-    app[TRACING] = tracing
-    app.cleanup_ctx.extend([tracing_ctx, database_ctx, producer_ctx, relay_ctx, outbox_gauges_ctx])
+    app.cleanup_ctx.extend([database_ctx, producer_ctx, relay_ctx, outbox_gauges_ctx])
     app.router.add_routes(routes)
-    app.router.add_get("/metrics", metrics.handler(), allow_head=False)
     setup_docs(app, "fluxo-dados API", DESCRIPTION)
     return app
-
-
-async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
-    yield
-    app[TRACING].shutdown()
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -9,15 +9,18 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from dotenv import load_dotenv
 
 from .config import ConfigError, SettingsCatalog
+from .http import bearer_auth, error_middleware
 from .logs import configure_logging
-from .tracing import Tracing
+from .metrics import HttpMetrics
+from .protocol import answer_malformed_requests_in_json
+from .tracing import TRACING, Tracing, trace_middleware
 
 
 class ServiceConfig(Protocol):
@@ -26,6 +29,34 @@ class ServiceConfig(Protocol):
 
 
 C = TypeVar("C", bound=ServiceConfig)
+
+
+def service_app(
+    tokens: Sequence[str], metrics: HttpMetrics, tracing: Tracing, **settings: Any
+) -> web.Application:
+    """What both services' applications are built on: the middlewares in their order
+    (metrics outermost, then the trace, the error envelope, the bearer token), ``/metrics``,
+    JSON answers to malformed requests, and the tracing provider shut down last at cleanup
+    (so the other resources' spans are exported)."""
+    answer_malformed_requests_in_json()
+    app = web.Application(
+        middlewares=[
+            metrics.middleware(),
+            trace_middleware(tracing),
+            error_middleware,
+            bearer_auth(tokens),
+        ],
+        **settings,
+    )
+    app[TRACING] = tracing
+    app.cleanup_ctx.append(_tracing_ctx)
+    app.router.add_get("/metrics", metrics.handler(), allow_head=False)
+    return app
+
+
+async def _tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[TRACING].shutdown()
 
 
 async def cancel_and_wait(task: asyncio.Task[None]) -> None:

@@ -10,12 +10,10 @@ import aiohttp
 from aiohttp import web
 
 from ..common.docs import setup_docs
-from ..common.http import bearer_auth, error_middleware
 from ..common.kafka import ManagedProducer
 from ..common.metrics import SchedulerMetrics
-from ..common.protocol import answer_malformed_requests_in_json
-from ..common.service import cancel_and_wait
-from ..common.tracing import TRACING, Tracing, trace_middleware
+from ..common.service import cancel_and_wait, service_app
+from ..common.tracing import TRACING, Tracing
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
@@ -34,23 +32,12 @@ DESCRIPTION = (
 
 def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.Application:
     """Build the application; no I/O happens until it starts."""
-    answer_malformed_requests_in_json()
     metrics = SchedulerMetrics()
-    tracing = tracing or Tracing()
-    app = web.Application(
-        middlewares=[
-            metrics.middleware(),
-            trace_middleware(tracing),
-            error_middleware,
-            bearer_auth(config.api_tokens),
-        ]
-    )
+    app = service_app(config.api_tokens, metrics, tracing or Tracing())
     app[CONFIG] = config
     app[METRICS] = metrics
-    app[TRACING] = tracing
-    app.cleanup_ctx.extend([tracing_ctx, api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx])
+    app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx])
     app.router.add_routes(routes)
-    app.router.add_get("/metrics", metrics.handler(), allow_head=False)
     setup_docs(
         app,
         "fluxo-dados scheduler",
@@ -58,11 +45,6 @@ def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.A
         refine=lambda spec: replay_spec(spec, config.kafka.partitions),
     )
     return app
-
-
-async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
-    yield
-    app[TRACING].shutdown()
 
 
 async def api_client_ctx(app: web.Application) -> AsyncIterator[None]:
