@@ -260,6 +260,17 @@ async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes | None
         await producer.stop()
 
 
+async def flows(kafka: KafkaConfig, database: str, *, within: float, what: str = "") -> None:
+    """Produce a new valid record to the entry topic and wait until it is persisted."""
+    record = manual_record(unique("flow"))
+    await produce(kafka.topic_cadastro, [(record["productId"].encode(), encode(record))])
+    await eventually(
+        lambda: persisted(database, record["productId"]),
+        within=within,
+        what=what or f"record {record['productId']} persisted",
+    )
+
+
 def manual_record(product_id: str, **changes: Any) -> dict[str, Any]:
     """An input record as the original description shows it."""
     record: dict[str, Any] = {

@@ -133,9 +133,6 @@ def test_every_metric_the_dashboard_and_rules_read_is_one_the_services_expose() 
     queries = [*dashboard_expressions().values(), *rule_expressions().values()]
     for query in queries:
         for name in re.findall(r"\bfluxo_[a-z_]+", query):
-            if name.startswith("fluxo_scheduler_consumer_state") and "{" not in name:
-                assert "fluxo_scheduler_consumer_state" in exposed
-                continue
             assert name in exposed, f"{name} (in {query!r}) is exposed by neither service"
 
 

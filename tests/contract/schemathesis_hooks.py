@@ -21,8 +21,6 @@ from schemathesis import GenerationMode
 
 from services.common.contracts import parse_timestamp
 
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 def _render(moment: datetime, offset_minutes: int, millis: bool) -> str:
     local = moment.astimezone(timezone(timedelta(minutes=offset_minutes)))

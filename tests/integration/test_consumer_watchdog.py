@@ -16,7 +16,7 @@ from services.common.kafka import fetch_task
 from services.scheduler.config import SchedulerConfig
 from services.scheduler.keys import CONSUMER
 
-from ..helpers import auth, encode, eventually, manual_record, persisted, produce, unique
+from ..helpers import auth, eventually, flows
 
 Client = TestClient[web.Request, web.Application]
 
@@ -32,16 +32,6 @@ def kafka_consumer(scheduler: Client) -> AIOKafkaConsumer:
     return consumer
 
 
-async def flows(scheduler: Client, kafka: KafkaConfig, database: str, within: float) -> None:
-    record = manual_record(unique("w"))
-    await produce(kafka.topic_cadastro, [(record["productId"].encode(), encode(record))])
-    await eventually(
-        lambda: persisted(database, record["productId"]),
-        within=within,
-        what=f"record {record['productId']} persisted",
-    )
-
-
 async def state(scheduler: Client) -> str:
     status: str = (await (await scheduler.get("/status", headers=auth())).json())["state"]
     return status
@@ -51,7 +41,7 @@ async def state(scheduler: Client) -> str:
 async def test_a_dead_fetch_task_is_noticed_and_the_consumer_restarted(
     how: str, api: Client, scheduler: Client, kafka: KafkaConfig, api_config: ApiConfig
 ) -> None:
-    await flows(scheduler, kafka, api_config.database_url, within=30)
+    await flows(kafka, api_config.database_url, within=30)
     consumer = kafka_consumer(scheduler)
     task = fetch_task(consumer)
     assert task is not None and not task.done()
@@ -73,7 +63,7 @@ async def test_a_dead_fetch_task_is_noticed_and_the_consumer_restarted(
 
     await eventually(running_again, within=15, what="the consumer running again")
     assert kafka_consumer(scheduler) is not consumer
-    await flows(scheduler, kafka, api_config.database_url, within=5)
+    await flows(kafka, api_config.database_url, within=5)
 
 
 async def _done(task: asyncio.Future[None]) -> bool:
@@ -83,16 +73,14 @@ async def _done(task: asyncio.Future[None]) -> bool:
 async def test_no_progress_while_records_wait_restarts_the_consumer(
     api: Client, scheduler: Client, kafka: KafkaConfig, api_config: ApiConfig
 ) -> None:
-    await flows(scheduler, kafka, api_config.database_url, within=30)
+    await flows(kafka, api_config.database_url, within=30)
     consumer = kafka_consumer(scheduler)
     # Fetching stops without the scheduler knowing (its fetch task stays alive).
     consumer.pause(*consumer.assignment())
-    record = manual_record(unique("s"))
 
-    await produce(kafka.topic_cadastro, [(record["productId"].encode(), encode(record))])
-
-    await eventually(
-        lambda: persisted(api_config.database_url, record["productId"]),
+    await flows(
+        kafka,
+        api_config.database_url,
         within=15,
         what="the waiting record persisted after the stall was noticed",
     )

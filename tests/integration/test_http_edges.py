@@ -19,7 +19,12 @@ from services.common.config import KafkaConfig
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
-from ..helpers import TOKEN, auth, encode, eventually, manual_record, persisted, produce, unique
+from ..helpers import (
+    TOKEN,
+    auth,
+    eventually,
+    flows,
+)
 
 Client = TestClient[web.Request, web.Application]
 
@@ -170,14 +175,12 @@ async def test_the_scheduler_sends_its_first_token_and_accepts_all_of_its_tokens
     # The API accepts TOKEN only; the scheduler is midway through a rotation.
     config = dataclasses.replace(scheduler_config, api_tokens=(TOKEN, NEW_TOKEN))
     scheduler = await aiohttp_client(create_scheduler(config))
-    record = manual_record(unique("rotation"))
 
-    await produce(kafka.topic_cadastro, [(record["productId"].encode(), encode(record))])
-
-    await eventually(
-        lambda: persisted(api_config.database_url, record["productId"]),
+    await flows(
+        kafka,
+        api_config.database_url,
         within=30,
-        what="the record persisted with the scheduler's first token",
+        what="a record persisted with the scheduler's first token",
     )
     assert (await scheduler.get("/status", headers=auth(NEW_TOKEN))).status == 200
     assert (await scheduler.get("/status", headers=auth(OLD_TOKEN))).status == 401

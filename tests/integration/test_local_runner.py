@@ -67,7 +67,8 @@ async def relays_holding_slots(database: str) -> int:
 async def test_services_sh_runs_apis_and_schedulers_on_consecutive_ports_and_stops_them_all(
     tmp_path: Path, database: str, kafka: KafkaConfig
 ) -> None:
-    api_port, scheduler_port = free_ports(2), free_ports(2)
+    first = free_ports(4)  # one range, so the two pairs cannot overlap
+    api_port, scheduler_port = first, first + 2
     env = {
         **os.environ,
         "FLUXO_RUN_DIR": str(tmp_path),

@@ -266,10 +266,6 @@ def test_several_tokens_are_accepted_at_once_and_the_first_is_sent() -> None:
     assert SchedulerConfig.from_env(environ).api_tokens == ("new-token", "old-token")
 
 
-def test_api_token_alone_still_works() -> None:
-    assert SchedulerConfig.from_env({"API_TOKEN": TOKEN}).api_tokens == (TOKEN,)
-
-
 @pytest.mark.parametrize("bad", ["with space", 'quote"d', "new\nline", "ã-accent"])
 def test_a_token_that_cannot_travel_in_a_header_is_named_by_position_not_shown(bad: str) -> None:
     with pytest.raises(ConfigError, match=r"^API_TOKENS: token 2 may only contain") as raised:
