@@ -38,6 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.common.config import KafkaConfig, local_environ
 from services.common.kafka import create_producer, ensure_topics
 
+from .pipeline import produce_full_speed
 from .procs import BROKER, CLOCK_TICKS, cpu_ticks, load_average, pid_of, postgres_ticks
 from .records import records
 from .settings import OUTPUT_DIR, RESULTS_DIR, ROOT, RUN_DIR
@@ -224,11 +225,8 @@ class Bench:
                 await producer.partitions_for(kafka.topic_cadastro)  # not part of the figure
                 target = await conn.fetchval("SELECT count(*) FROM products") + records_count
                 ticks, started = machine.ticks(), time.monotonic()
-                deliveries = [
-                    await producer.send(kafka.topic_cadastro, value, key=key)
-                    for key, value in records(f"{self.run_id}s{count}", 0, records_count)
-                ]
-                await asyncio.gather(*deliveries)
+                items = records(f"{self.run_id}s{count}", 0, records_count)
+                await produce_full_speed(producer, kafka.topic_cadastro, items)
                 await poll_until(
                     lambda: conn.fetchval(f"SELECT count(*) >= {target} FROM products"),
                     every=0.1,
