@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -36,12 +36,12 @@ import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.config import KafkaConfig, local_environ
-from services.common.kafka import create_producer, ensure_topics
+from services.common.kafka import client_settings, create_producer, ensure_topics
 
 from .pipeline import produce_full_speed
 from .procs import BROKER, CLOCK_TICKS, cpu_ticks, load_average, pid_of, postgres_ticks
 from .records import records
-from .settings import OUTPUT_DIR, RESULTS_DIR, ROOT, RUN_DIR
+from .settings import OUTPUT_DIR, RESULTS_DIR, ROOT, RUN_DIR, Settings
 
 log = logging.getLogger("bench.scaling")
 
@@ -155,15 +155,17 @@ class Machine:
 
 @dataclass
 class Bench:
-    env: dict[str, str]
+    settings: Settings
+    env: dict[str, str]  # what the services started are given, with their own topics and database
     run_id: str
     database_url: str
     http: aiohttp.ClientSession
     services: list[Service] = field(default_factory=list)
 
     def kafka(self, name: str) -> KafkaConfig:
-        return KafkaConfig(
-            bootstrap_servers=self.env["KAFKA_BOOTSTRAP_SERVERS"],
+        """The project's Kafka settings (TLS, SASL, replication) with this phase's topics."""
+        return replace(
+            self.settings.kafka,
             topic_cadastro=f"bench-scaling-{self.run_id}-{name}.cadastro-produtos",
             topic_persistidos=f"bench-scaling-{self.run_id}-{name}.produtos-persistidos",
             topic_dlq=f"bench-scaling-{self.run_id}-{name}.cadastro-produtos.dlq",
@@ -215,8 +217,7 @@ class Bench:
         env["API_URL"] = ",".join(api.url for api in apis)
         env["KAFKA_CONSUMER_GROUP"] = f"bench-scaling-{self.run_id}-s{count}"
         schedulers = await self.start("scheduler", count, env)
-        token = self.env["API_TOKEN"]
-        await self._all_assigned(schedulers, token)
+        await self._all_assigned(schedulers, self.settings.token)
         machine = Machine([*apis, *schedulers])
         producer = create_producer(kafka)
         async with self.connection() as conn:
@@ -313,8 +314,8 @@ async def scratch_database(server_url: str, name: str) -> AsyncIterator[str]:
             await conn.close()
 
 
-async def delete_topics(bootstrap: str, run_id: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def delete_topics(kafka: KafkaConfig, run_id: str) -> None:
+    admin = AIOKafkaAdminClient(**client_settings(kafka))
     await admin.start()
     try:
         ours = [t for t in await admin.list_topics() if t.startswith(f"bench-scaling-{run_id}-")]
@@ -327,15 +328,16 @@ async def delete_topics(bootstrap: str, run_id: str) -> None:
 async def run_scaling(
     instances: Sequence[int], records_count: int, events: int
 ) -> tuple[list[Result], dict[str, object]]:
+    settings = Settings.load()
     env = local_environ(ROOT)
     run_id = uuid.uuid4().hex[:8]
     load_before = load_average()
     results: list[Result] = []
     async with (
-        scratch_database(env["DATABASE_URL"], f"bench_scaling_{run_id}") as database,
+        scratch_database(settings.api.database_url, f"bench_scaling_{run_id}") as database,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
     ):
-        bench = Bench(env, run_id, database, http)
+        bench = Bench(settings, env, run_id, database, http)
         try:
             for count in instances:
                 results.append(await bench.schedulers(count, records_count))
@@ -345,7 +347,7 @@ async def run_scaling(
                 log.info("%d relay(s): %.0f events/s", count, results[-1].throughput)
         finally:
             bench.stop(list(bench.services))
-            await delete_topics(env["KAFKA_BOOTSTRAP_SERVERS"], run_id)
+            await delete_topics(settings.kafka, run_id)
     context: dict[str, object] = {
         "load_before": load_before,
         "load_after": load_average(),
