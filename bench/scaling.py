@@ -29,7 +29,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -38,6 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.common.config import KafkaConfig, local_environ
 from services.common.kafka import client_settings, create_producer, ensure_topics
 
+from .database import scratch_database
 from .pipeline import produce_full_speed
 from .procs import BROKER, CLOCK_TICKS, cpu_ticks, load_average, pid_of, postgres_ticks
 from .records import records
@@ -295,23 +295,6 @@ RELAYS_HOLDING = (
     " AND classid::bigint = 720431102"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_url: str, name: str) -> AsyncIterator[str]:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 async def delete_topics(kafka: KafkaConfig, run_id: str) -> None:
