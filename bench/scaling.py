@@ -39,7 +39,15 @@ from services.common.kafka import client_settings, create_producer, ensure_topic
 
 from .database import scratch_database
 from .pipeline import produce_full_speed
-from .procs import BROKER, CLOCK_TICKS, cpu_ticks, load_average, pid_of, postgres_ticks
+from .procs import (
+    BROKER,
+    CLOCK_TICKS,
+    cpu_spent,
+    cpu_ticks,
+    load_average,
+    pid_of,
+    postgres_ticks,
+)
 from .records import records
 from .settings import OUTPUT_DIR, RESULTS_DIR, ROOT, RUN_DIR, Settings
 
@@ -125,9 +133,6 @@ class Service:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{self.label} not ready within 90 s")
 
-    def ticks(self) -> int:
-        return cpu_ticks(self.process.pid) if self.process is not None else 0
-
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -139,23 +144,25 @@ class Service:
 
 
 class Machine:
-    """CPU ticks of the benchmark's services, PostgreSQL and Kafka."""
+    """CPU ticks of the benchmark's services, PostgreSQL and Kafka, process by process
+    (``procs.cpu_spent`` of two readings: a backend that ends meanwhile lowers nothing)."""
 
-    def __init__(self, services: Sequence[Service]) -> None:
-        self._services = services
-        self._kafka = pid_of("kafka", BROKER["kafka"])
+    def __init__(self, services: Sequence[Service], kafka: int) -> None:
+        self._pids = [s.process.pid for s in services if s.process is not None] + [kafka]
 
-    def ticks(self) -> int:
-        return (
-            sum(s.ticks() for s in self._services)
-            + sum(postgres_ticks().values())
-            + cpu_ticks(self._kafka)
-        )
+    def ticks(self) -> dict[int, int]:
+        """pid → ticks so far, of the processes alive now."""
+        ticks = postgres_ticks()
+        for pid in self._pids:
+            if spent := cpu_ticks(pid):  # 0 once the process is gone: left out
+                ticks[pid] = spent
+        return ticks
 
 
 @dataclass
 class Bench:
     settings: Settings
+    kafka_pid: int
     env: dict[str, str]  # what the services started are given, with their own topics and database
     run_id: str
     database_url: str
@@ -218,7 +225,7 @@ class Bench:
         env["KAFKA_CONSUMER_GROUP"] = f"bench-scaling-{self.run_id}-s{count}"
         schedulers = await self.start("scheduler", count, env)
         await self._all_assigned(schedulers, self.settings.token)
-        machine = Machine([*apis, *schedulers])
+        machine = Machine([*apis, *schedulers], self.kafka_pid)
         producer = create_producer(kafka)
         async with self.connection() as conn:
             await producer.start()
@@ -234,7 +241,7 @@ class Bench:
                     what=f"{records_count} records persisted",
                 )
                 seconds = time.monotonic() - started
-                cpu = (machine.ticks() - ticks) / CLOCK_TICKS
+                cpu = cpu_spent(ticks, machine.ticks()) / CLOCK_TICKS
             finally:
                 await producer.stop()
         self.stop([*schedulers, *apis])
@@ -267,7 +274,7 @@ class Bench:
             )
             await asyncio.sleep(2)  # the last rebalance settles
             document = next(iter(records(self.run_id, 0, 1)))[1].decode()
-            machine = Machine(apis)
+            machine = Machine(apis, self.kafka_pid)
             # From the INSERT on: the relays wake up at its commit (the outbox's NOTIFY).
             ticks, started = machine.ticks(), time.monotonic()
             await conn.execute(
@@ -284,7 +291,7 @@ class Bench:
                 what="outbox drained",
             )
             seconds = time.monotonic() - started
-            cpu = (machine.ticks() - ticks) / CLOCK_TICKS
+            cpu = cpu_spent(ticks, machine.ticks()) / CLOCK_TICKS
         self.stop(apis)
         return Result("relays", count, events, seconds, cpu, slots)
 
@@ -312,6 +319,7 @@ async def run_scaling(
     instances: Sequence[int], records_count: int, events: int
 ) -> tuple[list[Result], dict[str, object]]:
     settings = Settings.load()
+    kafka_pid = pid_of("kafka", BROKER["kafka"])  # before anything starts: fails as BenchError
     env = local_environ(ROOT)
     run_id = uuid.uuid4().hex[:8]
     load_before = load_average()
@@ -320,7 +328,7 @@ async def run_scaling(
         scratch_database(settings.api.database_url, f"bench_scaling_{run_id}") as database,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
     ):
-        bench = Bench(settings, env, run_id, database, http)
+        bench = Bench(settings, kafka_pid, env, run_id, database, http)
         try:
             for count in instances:
                 results.append(await bench.schedulers(count, records_count))
