@@ -244,10 +244,11 @@ def main() -> None:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     options = parse_args(sys.argv[1:])
     command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
-    if options.scaling:
-        print(scaling.main([1, 2, 3], options.records, options.records * 5 // 2, options.record))
-        return
     try:
+        if options.scaling:
+            events = options.records * 5 // 2
+            print(scaling.main([1, 2, 3], options.records, events, options.record))
+            return
         report = asyncio.run(run(options, command))
     except BenchError as error:
         sys.exit(f"bench: {error}")

@@ -7,6 +7,7 @@ import contextlib
 import os
 import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -78,6 +79,15 @@ def postgres_ticks() -> dict[int, int]:
     return ticks
 
 
+def cpu_spent(before: Mapping[int, int], after: Mapping[int, int]) -> int:
+    """Ticks spent between two readings of processes' CPU (pid → ticks), process by process.
+
+    A process that started in between counts from 0; one that ended takes its ticks with it
+    (a lower bound), rather than taking all it had spent before off the sum.
+    """
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) ticks of all cores since boot, from ``/proc/stat``."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -141,10 +151,8 @@ class Sampler:
             peak = max(self._peak_kib[name], hwm if hwm > self._hwm_kib[name] else 0)
             ticks = cpu_ticks(pid) - self._ticks[name]
             self.usage[name] = usage(ticks, peak, hwm) if memory else usage(ticks)
-        after = postgres_ticks()
         # A backend that ended during the phase takes its ticks with it: a lower bound.
-        spent = sum(ticks - self._postgres.get(pid, 0) for pid, ticks in after.items())
-        self.usage["postgres"] = usage(spent)
+        self.usage["postgres"] = usage(cpu_spent(self._postgres, postgres_ticks()))
         busy, total = machine_ticks()
         busy_delta, total_delta = busy - self._machine[0], total - self._machine[1]
         self.machine_cpu_percent = round(100.0 * busy_delta / max(total_delta, 1), 1)

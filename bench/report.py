@@ -174,11 +174,6 @@ class Spread:
     high: float
     count: int
 
-    @property
-    def relative(self) -> float:
-        """(high - low) / median: how far the repeats lie apart, 0 for one repeat."""
-        return (self.high - self.low) / self.median if self.median else 0.0
-
 
 def spread(values: Sequence[float]) -> Spread | None:
     if not values:

@@ -28,19 +28,28 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.config import KafkaConfig, local_environ
-from services.common.kafka import create_producer, ensure_topics
+from services.common.kafka import client_settings, create_producer, ensure_topics
 
-from .procs import BROKER, CLOCK_TICKS, cpu_ticks, load_average, pid_of, postgres_ticks
+from .database import scratch_database
+from .pipeline import produce_full_speed
+from .procs import (
+    BROKER,
+    CLOCK_TICKS,
+    cpu_spent,
+    cpu_ticks,
+    load_average,
+    pid_of,
+    postgres_ticks,
+)
 from .records import records
-from .settings import OUTPUT_DIR, RESULTS_DIR, ROOT, RUN_DIR
+from .settings import OUTPUT_DIR, RESULTS_DIR, ROOT, RUN_DIR, Settings
 
 log = logging.getLogger("bench.scaling")
 
@@ -124,9 +133,6 @@ class Service:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{self.label} not ready within 90 s")
 
-    def ticks(self) -> int:
-        return cpu_ticks(self.process.pid) if self.process is not None else 0
-
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -138,31 +144,35 @@ class Service:
 
 
 class Machine:
-    """CPU ticks of the benchmark's services, PostgreSQL and Kafka."""
+    """CPU ticks of the benchmark's services, PostgreSQL and Kafka, process by process
+    (``procs.cpu_spent`` of two readings: a backend that ends meanwhile lowers nothing)."""
 
-    def __init__(self, services: Sequence[Service]) -> None:
-        self._services = services
-        self._kafka = pid_of("kafka", BROKER["kafka"])
+    def __init__(self, services: Sequence[Service], kafka: int) -> None:
+        self._pids = [s.process.pid for s in services if s.process is not None] + [kafka]
 
-    def ticks(self) -> int:
-        return (
-            sum(s.ticks() for s in self._services)
-            + sum(postgres_ticks().values())
-            + cpu_ticks(self._kafka)
-        )
+    def ticks(self) -> dict[int, int]:
+        """pid → ticks so far, of the processes alive now."""
+        ticks = postgres_ticks()
+        for pid in self._pids:
+            if spent := cpu_ticks(pid):  # 0 once the process is gone: left out
+                ticks[pid] = spent
+        return ticks
 
 
 @dataclass
 class Bench:
-    env: dict[str, str]
+    settings: Settings
+    kafka_pid: int
+    env: dict[str, str]  # what the services started are given, with their own topics and database
     run_id: str
     database_url: str
     http: aiohttp.ClientSession
     services: list[Service] = field(default_factory=list)
 
     def kafka(self, name: str) -> KafkaConfig:
-        return KafkaConfig(
-            bootstrap_servers=self.env["KAFKA_BOOTSTRAP_SERVERS"],
+        """The project's Kafka settings (TLS, SASL, replication) with this phase's topics."""
+        return replace(
+            self.settings.kafka,
             topic_cadastro=f"bench-scaling-{self.run_id}-{name}.cadastro-produtos",
             topic_persistidos=f"bench-scaling-{self.run_id}-{name}.produtos-persistidos",
             topic_dlq=f"bench-scaling-{self.run_id}-{name}.cadastro-produtos.dlq",
@@ -196,12 +206,13 @@ class Bench:
             service.stop()
             self.services.remove(service)
 
-    async def sql(self, query: str) -> int:
-        """The single value of a query (an int or a bool)."""
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """One connection for a phase's queries: polling with a connection each time would
+        start a backend per check, whose CPU the phase's postgres figure would count."""
         conn = await asyncpg.connect(self.database_url)
         try:
-            value: int = await conn.fetchval(query)
-            return value
+            yield conn
         finally:
             await conn.close()
 
@@ -213,29 +224,26 @@ class Bench:
         env["API_URL"] = ",".join(api.url for api in apis)
         env["KAFKA_CONSUMER_GROUP"] = f"bench-scaling-{self.run_id}-s{count}"
         schedulers = await self.start("scheduler", count, env)
-        token = self.env["API_TOKEN"]
-        await self._all_assigned(schedulers, token)
-        before = await self.sql("SELECT count(*) FROM products")
-        machine = Machine([*apis, *schedulers])
-        ticks, started = machine.ticks(), time.monotonic()
+        await self._all_assigned(schedulers, self.settings.token)
+        machine = Machine([*apis, *schedulers], self.kafka_pid)
         producer = create_producer(kafka)
-        await producer.start()
-        try:
-            deliveries = [
-                await producer.send(kafka.topic_cadastro, value, key=key)
-                for key, value in records(f"{self.run_id}s{count}", 0, records_count)
-            ]
-            await asyncio.gather(*deliveries)
-        finally:
-            await producer.stop()
-        target = before + records_count
-        await poll_until(
-            lambda: self.sql(f"SELECT count(*) >= {target} FROM products"),
-            every=0.1,
-            what=f"{records_count} records persisted",
-        )
-        seconds = time.monotonic() - started
-        cpu = (machine.ticks() - ticks) / CLOCK_TICKS
+        async with self.connection() as conn:
+            await producer.start()
+            try:
+                await producer.partitions_for(kafka.topic_cadastro)  # not part of the figure
+                target = await conn.fetchval("SELECT count(*) FROM products") + records_count
+                ticks, started = machine.ticks(), time.monotonic()
+                items = records(f"{self.run_id}s{count}", 0, records_count)
+                await produce_full_speed(producer, kafka.topic_cadastro, items)
+                await poll_until(
+                    lambda: conn.fetchval(f"SELECT count(*) >= {target} FROM products"),
+                    every=0.1,
+                    what=f"{records_count} records persisted",
+                )
+                seconds = time.monotonic() - started
+                cpu = cpu_spent(ticks, machine.ticks()) / CLOCK_TICKS
+            finally:
+                await producer.stop()
         self.stop([*schedulers, *apis])
         return Result("schedulers", count, records_count, seconds, cpu)
 
@@ -256,19 +264,19 @@ class Bench:
         kafka = self.kafka(f"r{count}")
         await ensure_topics(kafka)
         apis = await self.start("api", count, self.service_env(kafka))
-        slots = await self.sql("SELECT slots FROM outbox_relay_config")
-        await poll_until(
-            lambda: self.sql(f"SELECT ({RELAYS_HOLDING}) >= {min(count, slots)}"),
-            every=0.2,
-            what="the relays sharing the slots",
-            within=60,
-        )
-        await asyncio.sleep(2)  # the last rebalance settles
-        document = next(iter(records(self.run_id, 0, 1)))[1].decode()
-        machine = Machine(apis)
-        ticks, started = machine.ticks(), time.monotonic()
-        conn = await asyncpg.connect(self.database_url)
-        try:
+        async with self.connection() as conn:
+            slots: int = await conn.fetchval("SELECT slots FROM outbox_relay_config")
+            await poll_until(
+                lambda: conn.fetchval(f"SELECT ({RELAYS_HOLDING}) >= {min(count, slots)}"),
+                every=0.2,
+                what="the relays sharing the slots",
+                within=60,
+            )
+            await asyncio.sleep(2)  # the last rebalance settles
+            document = next(iter(records(self.run_id, 0, 1)))[1].decode()
+            machine = Machine(apis, self.kafka_pid)
+            # From the INSERT on: the relays wake up at its commit (the outbox's NOTIFY).
+            ticks, started = machine.ticks(), time.monotonic()
             await conn.execute(
                 "INSERT INTO outbox (topic, key, payload)"
                 " SELECT $1, 'r' || $2 || '-' || g, $3::json FROM generate_series(1, $4) g",
@@ -277,13 +285,13 @@ class Bench:
                 document,
                 events,
             )
-        finally:
-            await conn.close()
-        await poll_until(
-            lambda: self.sql("SELECT count(*) = 0 FROM outbox"), every=0.05, what="outbox drained"
-        )
-        seconds = time.monotonic() - started
-        cpu = (machine.ticks() - ticks) / CLOCK_TICKS
+            await poll_until(
+                lambda: conn.fetchval("SELECT count(*) = 0 FROM outbox"),
+                every=0.05,
+                what="outbox drained",
+            )
+            seconds = time.monotonic() - started
+            cpu = cpu_spent(ticks, machine.ticks()) / CLOCK_TICKS
         self.stop(apis)
         return Result("relays", count, events, seconds, cpu, slots)
 
@@ -296,25 +304,8 @@ RELAYS_HOLDING = (
 )
 
 
-@contextlib.asynccontextmanager
-async def scratch_database(server_url: str, name: str) -> AsyncIterator[str]:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-async def delete_topics(bootstrap: str, run_id: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def delete_topics(kafka: KafkaConfig, run_id: str) -> None:
+    admin = AIOKafkaAdminClient(**client_settings(kafka))
     await admin.start()
     try:
         ours = [t for t in await admin.list_topics() if t.startswith(f"bench-scaling-{run_id}-")]
@@ -327,15 +318,17 @@ async def delete_topics(bootstrap: str, run_id: str) -> None:
 async def run_scaling(
     instances: Sequence[int], records_count: int, events: int
 ) -> tuple[list[Result], dict[str, object]]:
+    settings = Settings.load()
+    kafka_pid = pid_of("kafka", BROKER["kafka"])  # before anything starts: fails as BenchError
     env = local_environ(ROOT)
     run_id = uuid.uuid4().hex[:8]
     load_before = load_average()
     results: list[Result] = []
     async with (
-        scratch_database(env["DATABASE_URL"], f"bench_scaling_{run_id}") as database,
+        scratch_database(settings.api.database_url, f"bench_scaling_{run_id}") as database,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
     ):
-        bench = Bench(env, run_id, database, http)
+        bench = Bench(settings, kafka_pid, env, run_id, database, http)
         try:
             for count in instances:
                 results.append(await bench.schedulers(count, records_count))
@@ -345,7 +338,7 @@ async def run_scaling(
                 log.info("%d relay(s): %.0f events/s", count, results[-1].throughput)
         finally:
             bench.stop(list(bench.services))
-            await delete_topics(env["KAFKA_BOOTSTRAP_SERVERS"], run_id)
+            await delete_topics(settings.kafka, run_id)
     context: dict[str, object] = {
         "load_before": load_before,
         "load_after": load_average(),

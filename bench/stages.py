@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -26,6 +25,7 @@ from services.api.repository import upsert_products
 from services.common.kafka import client_settings, create_producer, ensure_topics
 from services.scheduler.api_client import BATCH_PATH
 
+from .database import scratch_database
 from .pipeline import produce_full_speed
 from .records import batch_rows
 from .report import Stage
@@ -88,25 +88,16 @@ async def database(settings: Settings, run_id: str, bodies: Sequence[bytes]) -> 
     """The API's ``upsert_products``, one statement per scheduler batch, as the API runs
     it, into a database created for the stage and dropped after it."""
     batches = [batch_rows(body) for body in bodies]  # validated as the API does, untimed
-    name = f"bench_{run_id}"
-    url = urlunsplit(urlsplit(settings.api.database_url)._replace(path=f"/{name}"))
-    admin = await asyncpg.connect(settings.api.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+    async with scratch_database(settings.api.database_url, f"bench_{run_id}") as url:
+        conn = await asyncpg.connect(url)
         try:
-            conn = await asyncpg.connect(url)
-            try:
-                await apply_migrations(conn, SQL_DIR)
-                started = time.monotonic()
-                for batch in batches:
-                    await upsert_products(conn, batch, settings.kafka.topic_persistidos)
-                seconds = time.monotonic() - started
-            finally:
-                await conn.close()
+            await apply_migrations(conn, SQL_DIR)
+            started = time.monotonic()
+            for batch in batches:
+                await upsert_products(conn, batch, settings.kafka.topic_persistidos)
+            seconds = time.monotonic() - started
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+            await conn.close()
     return Stage("asyncpg upsert_products", sum(len(b) for b in batches), round(seconds, 4))
 
 
