@@ -74,8 +74,7 @@ render() {   # node n's server.properties
     for ((i = 1; i <= BROKERS; i++)); do voters+="${voters:+,}$i@localhost:$(node_controller_port "$i")"; done
     quorum="controller.quorum.voters=$voters"
   fi
-  replication=$((BROKERS < 3 ? BROKERS : 3))
-  min_isr=$((replication > 1 ? replication - 1 : 1))
+  read -r replication min_isr <<<"$(kafka_replication)"
   sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$(node_port "$n")|g" \
     -e "s|@CONTROLLER_PORT@|$(node_controller_port "$n")|g" -e "s|@NODE_ID@|$n|g" \
     -e "s|@QUORUM@|$quorum|g" -e "s|@REPLICATION@|$replication|g" -e "s|@MIN_ISR@|$min_isr|g" \

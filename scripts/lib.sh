@@ -90,3 +90,13 @@ kafka_servers() {
   for ((n = 1; n <= count; n++)); do out+="${out:+,}${first%:*}:$((${first##*:} + 2 * (n - 1)))"; done
   echo "$out"
 }
+
+# kafka_replication: "FACTOR MIN_INSYNC" for the local runner's Kafka (scripts/kafka.sh) and
+# the topics the services make on it: replication factor KAFKA_BROKERS, at most 3, and
+# min.insync.replicas one less, at least 1.
+kafka_replication() {
+  local count factor
+  count=$(setting KAFKA_BROKERS 1)
+  factor=$((count < 3 ? count : 3))
+  echo "$factor $((factor > 1 ? factor - 1 : 1))"
+}

@@ -7,7 +7,8 @@
 # the first keeps the documented port. One instance keeps .run/<name>.{pid,log}; several
 # are .run/<name>-<i>.{pid,log}. With several APIs each scheduler gets them all as its
 # API_URL list; with KAFKA_BROKERS > 1 the services get every broker of the local cluster,
-# replication factor 3 (at most the brokers) and min.insync.replicas 2.
+# replication factor 3 (at most the brokers) and min.insync.replicas one less
+# (kafka_replication in lib.sh, as the brokers themselves).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,10 +40,11 @@ http_ok() {   # the URL answers 200
 # What every instance gets beyond .env: the local Kafka cluster, when there is one.
 common_env() {
   if ((BROKERS > 1)); then
-    local replication=$((BROKERS < 3 ? BROKERS : 3))
+    local replication min_isr
+    read -r replication min_isr <<<"$(kafka_replication)"
     echo "KAFKA_BOOTSTRAP_SERVERS=$(kafka_servers)"
     echo "KAFKA_TOPIC_REPLICATION_FACTOR=$replication"
-    echo "KAFKA_TOPIC_MIN_INSYNC_REPLICAS=$((replication > 1 ? replication - 1 : 1))"
+    echo "KAFKA_TOPIC_MIN_INSYNC_REPLICAS=$min_isr"
   fi
 }
 
