@@ -137,7 +137,7 @@ base() {
   if [[ ! -f $tar ]]; then
     command -v debootstrap >/dev/null || apt_install debootstrap
     echo "docker: debootstrap of Debian $suite (minbase) into ${tar#"$ROOT"/}"
-    mkdir -p "$(dirname "$tar")"
+    mkdir -p "$(dirname "$tar")" "$RUN"   # the rootfs cache, and debootstrap's log
     dir=$(mktemp -d)
     $SUDO debootstrap --variant=minbase --include=make,git,python3,ca-certificates,sudo \
       "$suite" "$dir" "$DEBIAN_MIRROR" >"$RUN/debootstrap-$suite.log" 2>&1 ||
