@@ -151,19 +151,11 @@ start() {
   fail_with_log "$(node_name 1)" "not ready after 120 s"
 }
 
-# Every node this run directory has a pid file for (a cluster started with another
-# KAFKA_BROKERS included), so that `make down` stops whatever `make up` started.
-nodes() {
-  local file
-  for file in "$RUN"/kafka.pid "$RUN"/kafka-[0-9]*.pid; do
-    [[ -f $file ]] && basename "$file" .pid
-  done
-  return 0
-}
-
 stop() {
   local name names
-  names=$(nodes)
+  # Every node with a pid file (a cluster started with another KAFKA_BROKERS included), so
+  # that `make down` stops whatever `make up` started.
+  names=$(pid_names kafka)
   [[ -n $names ]] || { echo "kafka: not running"; return 0; }
   # Together: a node stopping alone waits for the quorum the others no longer form.
   for name in $names; do stop_pid "$name" "$PATTERN" & done
@@ -172,7 +164,7 @@ stop() {
 
 status() {   # succeeds when every node started is running
   local name names rc=0
-  names=$(nodes)
+  names=$(pid_names kafka)
   [[ -n $names ]] || { echo "kafka: not running"; return 1; }
   for name in $names; do
     if alive "$name" "$PATTERN"; then echo "$name: running (pid $(<"$RUN/$name.pid"))"

@@ -67,6 +67,17 @@ stop_pid() {
   echo "$name: stopped"
 }
 
+# pid_names NAME: the name of every pid file of NAME in the run directory, one a line: NAME
+# (one instance) and NAME-<n> (several), whatever count they were started with, so that a
+# stop finds all that a start left.
+pid_names() {
+  local file
+  for file in "$RUN/$1.pid" "$RUN/$1"-[0-9]*.pid; do
+    [[ -f $file ]] && basename "$file" .pid
+  done
+  return 0
+}
+
 # port_open HOST PORT: something accepts TCP connections there.
 port_open() {
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null

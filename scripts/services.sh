@@ -103,21 +103,12 @@ start() {
   done
 }
 
-# Every instance of KIND this run directory has a pid file for (whatever APIS or
-# SCHEDULERS they were started with), so that `make down` stops them all.
-instances() {
-  local file
-  for file in "$RUN/$1.pid" "$RUN/$1"-[0-9]*.pid; do
-    [[ -f $file ]] && basename "$file" .pid
-  done
-  return 0
-}
-
 stop() {
   local kind name names
   # The schedulers first: they must not keep sending batches to APIs that are going away.
+  # Every instance with a pid file (whatever APIS or SCHEDULERS they were started with).
   for kind in scheduler api; do
-    names=$(instances "$kind")
+    names=$(pid_names "$kind")
     [[ -n $names ]] || { echo "$kind: not running"; continue; }
     for name in $names; do stop_pid "$name" "services.$kind" & done
     wait
@@ -127,7 +118,7 @@ stop() {
 status() {   # succeeds when every instance started is running
   local kind name names rc=0
   for kind in api scheduler; do
-    names=$(instances "$kind")
+    names=$(pid_names "$kind")
     [[ -n $names ]] || { echo "$kind: not running"; rc=1; continue; }
     for name in $names; do
       if alive "$name" "services.$kind"; then echo "$name: running (pid $(<"$RUN/$name.pid"))"
