@@ -80,6 +80,7 @@ pid_names() {
 
 # port_open HOST PORT: something accepts TCP connections there.
 port_open() {
+  # shellcheck disable=SC2016  # $0 and $1 are the inner shell's, expanded there
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
 }
 
