@@ -34,8 +34,7 @@ install: $(VENV)/.installed  ## create the virtualenv (VENV, default .venv) and 
 $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	@$(CHECK_VENV); \
 	  if [ ! -x $(VENV)/bin/python ]; then \
-	    "$$python" -c 'import ensurepip' 2>/dev/null || \
-	      { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python$$version-venv; }; \
+	    scripts/prereqs.sh venv || exit 1; \
 	    echo "creating $(VENV) with $$python (Python $$version)"; \
 	    "$$python" -m venv $(VENV); \
 	  fi
@@ -58,7 +57,7 @@ lock: install  ## resolve pyproject.toml into requirements.lock and requirements
 .env:  ## local settings, copied from .env.example when missing
 	cp .env.example .env
 
-prereqs:  ## install Java >= 17, PostgreSQL and python3-venv with apt when missing
+prereqs:  ## install Java >= 17, PostgreSQL and the venv module of PYTHON with apt when missing
 	@scripts/prereqs.sh
 
 # `make up APIS=2 SCHEDULERS=3 KAFKA_BROKERS=3` runs several of each (README, Scaling); the

@@ -104,20 +104,17 @@ bridge_address() {
     grep . || { echo "docker: no address on docker0" >&2; return 1; }
 }
 
-# python_for 3.13: an interpreter of that version (python3.13 on PATH, or pyenv's).
-python_for() {
-  local candidate
-  for candidate in "python$1" "$(pyenv root 2>/dev/null)"/versions/"$1".*/bin/"python$1"; do
-    if "$candidate" -c 'pass' 2>/dev/null; then command -v "$candidate"; return 0; fi
-  done
-  echo "docker: the mirror needs a Python $1 interpreter to download its wheels" >&2
-  return 1
-}
-
 mirror_start() {   # mirror_start [PYTHON_VERSION...]: default MIRROR_PYTHONS
-  local pythons=() versions=("$@") version address
+  local pythons=() versions=("$@") version python address
   ((${#versions[@]})) || read -ra versions <<<"$MIRROR_PYTHONS"
-  for version in "${versions[@]}"; do pythons+=("$(python_for "$version")"); done
+  for version in "${versions[@]}"; do
+    # An interpreter of that version (PATH, then pyenv), as `make install` finds one.
+    python=$("$ROOT/scripts/python.sh" "$version") || {
+      echo "docker: the mirror needs a Python $version interpreter to download its wheels" >&2
+      exit 1
+    }
+    pythons+=("$python")
+  done
   python3 "$ROOT/scripts/docker/mirror.py" build "$CACHE/mirror" "${pythons[@]}"
   alive mirror http.server && return 0
   address=$(bridge_address)
@@ -140,7 +137,7 @@ base() {
   if [[ ! -f $tar ]]; then
     command -v debootstrap >/dev/null || apt_install debootstrap
     echo "docker: debootstrap of Debian $suite (minbase) into ${tar#"$ROOT"/}"
-    mkdir -p "$(dirname "$tar")"
+    mkdir -p "$(dirname "$tar")" "$RUN"   # the rootfs cache, and debootstrap's log
     dir=$(mktemp -d)
     $SUDO debootstrap --variant=minbase --include=make,git,python3,ca-certificates,sudo \
       "$suite" "$dir" "$DEBIAN_MIRROR" >"$RUN/debootstrap-$suite.log" 2>&1 ||

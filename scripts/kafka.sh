@@ -74,8 +74,7 @@ render() {   # node n's server.properties
     for ((i = 1; i <= BROKERS; i++)); do voters+="${voters:+,}$i@localhost:$(node_controller_port "$i")"; done
     quorum="controller.quorum.voters=$voters"
   fi
-  replication=$((BROKERS < 3 ? BROKERS : 3))
-  min_isr=$((replication > 1 ? replication - 1 : 1))
+  read -r replication min_isr <<<"$(kafka_replication)"
   sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$(node_port "$n")|g" \
     -e "s|@CONTROLLER_PORT@|$(node_controller_port "$n")|g" -e "s|@NODE_ID@|$n|g" \
     -e "s|@QUORUM@|$quorum|g" -e "s|@REPLICATION@|$replication|g" -e "s|@MIN_ISR@|$min_isr|g" \
@@ -152,19 +151,11 @@ start() {
   fail_with_log "$(node_name 1)" "not ready after 120 s"
 }
 
-# Every node this run directory has a pid file for (a cluster started with another
-# KAFKA_BROKERS included), so that `make down` stops whatever `make up` started.
-nodes() {
-  local file
-  for file in "$RUN"/kafka.pid "$RUN"/kafka-[0-9]*.pid; do
-    [[ -f $file ]] && basename "$file" .pid
-  done
-  return 0
-}
-
 stop() {
   local name names
-  names=$(nodes)
+  # Every node with a pid file (a cluster started with another KAFKA_BROKERS included), so
+  # that `make down` stops whatever `make up` started.
+  names=$(pid_names kafka)
   [[ -n $names ]] || { echo "kafka: not running"; return 0; }
   # Together: a node stopping alone waits for the quorum the others no longer form.
   for name in $names; do stop_pid "$name" "$PATTERN" & done
@@ -173,7 +164,7 @@ stop() {
 
 status() {   # succeeds when every node started is running
   local name names rc=0
-  names=$(nodes)
+  names=$(pid_names kafka)
   [[ -n $names ]] || { echo "kafka: not running"; return 1; }
   for name in $names; do
     if alive "$name" "$PATTERN"; then echo "$name: running (pid $(<"$RUN/$name.pid"))"

@@ -67,8 +67,20 @@ stop_pid() {
   echo "$name: stopped"
 }
 
+# pid_names NAME: the name of every pid file of NAME in the run directory, one a line: NAME
+# (one instance) and NAME-<n> (several), whatever count they were started with, so that a
+# stop finds all that a start left.
+pid_names() {
+  local file
+  for file in "$RUN/$1.pid" "$RUN/$1"-[0-9]*.pid; do
+    [[ -f $file ]] && basename "$file" .pid
+  done
+  return 0
+}
+
 # port_open HOST PORT: something accepts TCP connections there.
 port_open() {
+  # shellcheck disable=SC2016  # $0 and $1 are the inner shell's, expanded there
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
 }
 
@@ -89,4 +101,14 @@ kafka_servers() {
   count=$(setting KAFKA_BROKERS 1)
   for ((n = 1; n <= count; n++)); do out+="${out:+,}${first%:*}:$((${first##*:} + 2 * (n - 1)))"; done
   echo "$out"
+}
+
+# kafka_replication: "FACTOR MIN_INSYNC" for the local runner's Kafka (scripts/kafka.sh) and
+# the topics the services make on it: replication factor KAFKA_BROKERS, at most 3, and
+# min.insync.replicas one less, at least 1.
+kafka_replication() {
+  local count factor
+  count=$(setting KAFKA_BROKERS 1)
+  factor=$((count < 3 ? count : 3))
+  echo "$factor $((factor > 1 ? factor - 1 : 1))"
 }

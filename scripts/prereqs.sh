@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What `make up` needs from the system, installed with apt (via sudo unless root) when missing.
 # Usage: scripts/prereqs.sh [venv] [java] [postgresql]   (no argument: all three)
-#   venv        Python >= 3.11 with venv/ensurepip (Debian: python3-venv)
+#   venv        the venv module (venv, ensurepip) of the interpreter `make install` uses:
+#               scripts/python.sh's pick for PYTHON, which make passes on from its command
+#               line (Debian, Ubuntu: python3.X-venv of that interpreter's version)
 #   java        a Java runtime >= 17 for Kafka (Debian: default-jre-headless, else openjdk-17)
 #   postgresql  PostgreSQL with Debian's cluster tools (pg_ctlcluster, psql)
 # Without apt-get, it stops with one line naming every missing program and the version needed.
@@ -10,7 +12,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 JAVA_MIN=17
-PYTHON_MIN=11   # 3.x
 
 java_major() {   # the major version of `java` on PATH, or 0
   local line
@@ -38,13 +39,14 @@ packages=()   # what apt installs
 for what in "${wanted[@]}"; do
   case $what in
     venv)
-      if ! python3 -c "import sys; sys.exit(sys.version_info < (3, $PYTHON_MIN))" 2>/dev/null; then
-        # apt cannot fix an old python3: say so whatever the system.
-        echo "prereqs: needs python3 >= 3.$PYTHON_MIN (found: $(python3 --version 2>&1 || echo none))" >&2
-        exit 1
+      # No supported interpreter: scripts/python.sh says why and exits 1, whatever the system
+      # (apt cannot choose a Python for us).
+      python=$("$ROOT/scripts/python.sh" ${PYTHON:+"$PYTHON"}) || exit 1
+      version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+      if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+        missing+=("python3 venv module of Python $version ($python)")
+        packages+=("python$version-venv")
       fi
-      python3 -c 'import ensurepip, venv' 2>/dev/null ||
-        { missing+=("python3 venv module (Python >= 3.$PYTHON_MIN)"); packages+=(python3-venv); }
       ;;
     java)
       (($(java_major) >= JAVA_MIN)) || { missing+=("java (Java >= $JAVA_MIN)"); packages+=(java); }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Print the command of a supported Python interpreter (3.11, 3.12 or 3.13), or explain why
-# there is none and exit 1. Used by `make install` (and so `make up`, `make test`).
+# there is none and exit 1. Used by `make install` (and so `make up`, `make test`), by
+# scripts/prereqs.sh, which checks that interpreter's venv module, and by scripts/docker.sh
+# (the interpreters whose wheels the mirror holds).
 #
 #   scripts/python.sh               python3 if supported, else python3.13, python3.12, python3.11
 #                                   on PATH, else the newest one installed by pyenv

@@ -7,7 +7,8 @@
 # the first keeps the documented port. One instance keeps .run/<name>.{pid,log}; several
 # are .run/<name>-<i>.{pid,log}. With several APIs each scheduler gets them all as its
 # API_URL list; with KAFKA_BROKERS > 1 the services get every broker of the local cluster,
-# replication factor 3 (at most the brokers) and min.insync.replicas 2.
+# replication factor 3 (at most the brokers) and min.insync.replicas one less
+# (kafka_replication in lib.sh, as the brokers themselves).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -39,10 +40,11 @@ http_ok() {   # the URL answers 200
 # What every instance gets beyond .env: the local Kafka cluster, when there is one.
 common_env() {
   if ((BROKERS > 1)); then
-    local replication=$((BROKERS < 3 ? BROKERS : 3))
+    local replication min_isr
+    read -r replication min_isr <<<"$(kafka_replication)"
     echo "KAFKA_BOOTSTRAP_SERVERS=$(kafka_servers)"
     echo "KAFKA_TOPIC_REPLICATION_FACTOR=$replication"
-    echo "KAFKA_TOPIC_MIN_INSYNC_REPLICAS=$((replication > 1 ? replication - 1 : 1))"
+    echo "KAFKA_TOPIC_MIN_INSYNC_REPLICAS=$min_isr"
   fi
 }
 
@@ -101,21 +103,12 @@ start() {
   done
 }
 
-# Every instance of KIND this run directory has a pid file for (whatever APIS or
-# SCHEDULERS they were started with), so that `make down` stops them all.
-instances() {
-  local file
-  for file in "$RUN/$1.pid" "$RUN/$1"-[0-9]*.pid; do
-    [[ -f $file ]] && basename "$file" .pid
-  done
-  return 0
-}
-
 stop() {
   local kind name names
   # The schedulers first: they must not keep sending batches to APIs that are going away.
+  # Every instance with a pid file (whatever APIS or SCHEDULERS they were started with).
   for kind in scheduler api; do
-    names=$(instances "$kind")
+    names=$(pid_names "$kind")
     [[ -n $names ]] || { echo "$kind: not running"; continue; }
     for name in $names; do stop_pid "$name" "services.$kind" & done
     wait
@@ -125,7 +118,7 @@ stop() {
 status() {   # succeeds when every instance started is running
   local kind name names rc=0
   for kind in api scheduler; do
-    names=$(instances "$kind")
+    names=$(pid_names "$kind")
     [[ -n $names ]] || { echo "$kind: not running"; rc=1; continue; }
     for name in $names; do
       if alive "$name" "services.$kind"; then echo "$name: running (pid $(<"$RUN/$name.pid"))"

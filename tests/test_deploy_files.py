@@ -163,7 +163,7 @@ def test_kafka_serves_containers_on_9092_and_the_host_on_9094() -> None:
 
 
 def test_every_published_port_is_bound_to_the_publish_address() -> None:
-    for name in SERVICES:
+    for name in load_compose()["services"]:
         for port in service(name).get("ports", []):
             assert str(port).startswith(f"{BIND}:"), f"{name} publishes {port} on every interface"
 
@@ -205,7 +205,7 @@ def test_api_and_scheduler_run_their_own_module_from_one_project_image() -> None
 
 
 def test_every_container_log_is_rotated() -> None:
-    for name in SERVICES:
+    for name in load_compose()["services"]:
         logging: Any = service(name).get("logging")
         assert logging and logging["driver"] == "json-file", f"{name} logs without rotation"
         assert {"max-size", "max-file"} <= set(logging["options"]), name

@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every published port is bound to this address, as in docker-compose.yml.
+BIND = "${PUBLISH_ADDRESS:-127.0.0.1}"
 
 
 class OverrideLoader(yaml.SafeLoader):
@@ -28,7 +30,7 @@ def scale_services() -> dict[str, Any]:
 
 def port_range(service: dict[str, Any]) -> tuple[int, int, int]:
     (mapping,) = service["ports"]
-    published, target = mapping.split(":")
+    _address, published, target = mapping.rsplit(":", 2)
     first, last = published.split("-")
     return int(first), int(last), int(target)
 
@@ -39,6 +41,12 @@ def test_each_replica_gets_a_host_port_starting_at_the_documented_one() -> None:
         first, last, target = port_range(services[name])
         assert (first, target) == (port, port), name
         assert last - first + 1 == services[name]["deploy"]["replicas"], name
+
+
+def test_each_range_is_bound_to_the_publish_address_as_in_docker_compose_yml() -> None:
+    for name, service in scale_services().items():
+        for mapping in service.get("ports", []):
+            assert mapping.startswith(f"{BIND}:"), f"{name} publishes {mapping} on every interface"
 
 
 def test_the_schedulers_list_every_api_replica_by_container_name() -> None:
