@@ -23,9 +23,9 @@ from .helpers import (
     create_database,
     delete_session_topics,
     drop_database,
-    eventually,
     isolated_kafka,
     unique,
+    wait_ready,
 )
 
 Client = TestClient[web.Request, web.Application]
@@ -71,21 +71,13 @@ def tracing() -> Tracing | None:
     return None
 
 
-async def _wait_ready(client: Client, name: str) -> None:
-    async def ready() -> bool:
-        response = await client.get("/ready")
-        return response.status == 200
-
-    await eventually(ready, within=60, what=f"the {name} answering 200 on /ready")
-
-
 @pytest.fixture
 async def api(
     api_config: ApiConfig, tracing: Tracing | None, aiohttp_client: AiohttpClient
 ) -> Client:
     """The API, started on a free port and ready (database migrated, Kafka connected)."""
     client = await aiohttp_client(create_api(api_config, tracing))
-    await _wait_ready(client, "API")
+    await wait_ready(client, "API")
     return client
 
 
@@ -108,5 +100,5 @@ async def scheduler(
 ) -> Client:
     """The scheduler, consuming the test's topic and calling the test's API."""
     client = await aiohttp_client(create_scheduler(scheduler_config, tracing))
-    await _wait_ready(client, "scheduler")
+    await wait_ready(client, "scheduler")
     return client

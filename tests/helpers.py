@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from services.api.relay_slots import SLOT_LOCKS
 from services.common import jsoncodec
 from services.common.config import KafkaConfig, local_environ
 
@@ -258,6 +260,38 @@ async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes | None
         await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
+
+
+async def wait_ready(
+    client: TestClient[Any, Any],
+    name: str,
+    *,
+    context: Callable[[], str] | None = None,
+) -> None:
+    """Until the service behind ``client`` answers 200 on /ready (at most 60 s)."""
+
+    async def ready() -> bool:
+        return (await client.get("/ready")).status == 200
+
+    await eventually(ready, within=60, what=f"the {name} answering 200 on /ready", context=context)
+
+
+async def relay_locks(database: str) -> dict[int, list[int]]:
+    """The relay slots each PostgreSQL session holds, as pg_locks shows them."""
+    conn = await asyncpg.connect(database)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid, objid::integer AS slot FROM pg_locks"
+            " WHERE locktype = 'advisory' AND objsubid = 2 AND classid::bigint = $1"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            SLOT_LOCKS,
+        )
+    finally:
+        await conn.close()
+    held: dict[int, list[int]] = {}
+    for row in rows:
+        held.setdefault(row["pid"], []).append(row["slot"])
+    return {pid: sorted(slots) for pid, slots in held.items()}
 
 
 async def flows(kafka: KafkaConfig, database: str, *, within: float, what: str = "") -> None:

@@ -28,7 +28,7 @@ from pytest_aiohttp import AiohttpClient
 from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
 
-from ..helpers import TOKEN, auth, eventually, isolated_kafka, transformed_record, unique
+from ..helpers import TOKEN, auth, isolated_kafka, transformed_record, unique, wait_ready
 from ..reliability.harness import free_port, tail
 from ..tls import Certificates, make_certificates
 
@@ -144,11 +144,7 @@ async def test_the_api_persists_over_tls_verified_against_the_ca_of_database_url
     )
     api = await aiohttp_client(create_api(config))
 
-    async def ready() -> bool:
-        return (await api.get("/ready")).status == 200
-
-    await eventually(ready, within=60, what="the API ready on the TLS database",
-                     context=lambda: tail(tls_server.log))  # fmt: skip
+    await wait_ready(api, "API on the TLS database", context=lambda: tail(tls_server.log))
     response = await api.post(
         "/produto/scheduler", json=transformed_record(unique("tls")), headers=auth()
     )

@@ -22,8 +22,8 @@ from services.scheduler.config import SchedulerConfig
 from ..helpers import (
     TOKEN,
     auth,
-    eventually,
     flows,
+    wait_ready,
 )
 
 Client = TestClient[web.Request, web.Application]
@@ -74,10 +74,7 @@ async def test_every_token_of_api_tokens_is_accepted_during_a_rotation(
     config = dataclasses.replace(api_config, api_tokens=(NEW_TOKEN, OLD_TOKEN))
     client = await aiohttp_client(create_api(config))
 
-    async def ready() -> bool:
-        return (await client.get("/ready")).status == 200
-
-    await eventually(ready, within=60, what="the API answering 200 on /ready")
+    await wait_ready(client, "API")
 
     assert (await client.get("/produtos", headers=auth(NEW_TOKEN))).status == 200
     assert (await client.get("/produtos", headers=auth(OLD_TOKEN))).status == 200

@@ -12,12 +12,10 @@ import subprocess
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 
-from services.api.relay_slots import SLOT_LOCKS
 from services.common.config import KafkaConfig
 
-from ..helpers import ROOT, TOKEN, auth, eventually, free_ports, unique
+from ..helpers import ROOT, TOKEN, auth, eventually, free_ports, relay_locks, unique
 
 
 def services_sh(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -48,20 +46,6 @@ def gone(pid: int) -> bool:
 def environ_of(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes()
     return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
-
-
-async def relays_holding_slots(database: str) -> int:
-    conn = await asyncpg.connect(database)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND objsubid = 2 AND classid::bigint = $1"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            SLOT_LOCKS,
-        )
-        return count
-    finally:
-        await conn.close()
 
 
 async def test_services_sh_runs_apis_and_schedulers_on_consecutive_ports_and_stops_them_all(
@@ -106,7 +90,7 @@ async def test_services_sh_runs_apis_and_schedulers_on_consecutive_ports_and_sto
                     assert r.status == 200, await r.text()
 
         async def both_relaying() -> bool:
-            return await relays_holding_slots(database) == 2
+            return len(await relay_locks(database)) == 2
 
         await eventually(both_relaying, within=30, what="both API replicas holding relay slots")
         info = await asyncio.to_thread(services_sh, "info", env)

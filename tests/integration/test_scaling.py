@@ -14,7 +14,6 @@ from pytest_aiohttp import AiohttpClient
 from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
 from services.api.keys import METRICS, RELAY
-from services.api.relay_slots import SLOT_LOCKS
 from services.common.config import KafkaConfig
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
@@ -28,6 +27,7 @@ from ..helpers import (
     manual_record,
     produce,
     product_count,
+    relay_locks,
     unique,
 )
 
@@ -75,24 +75,6 @@ async def test_a_second_scheduler_joining_mid_stream_shares_the_partitions_and_l
 
 async def _at_least(database: str, count: int) -> bool:
     return await product_count(database) >= count
-
-
-async def relay_locks(database: str) -> dict[int, list[int]]:
-    """The relay slots each PostgreSQL session holds, as pg_locks shows them."""
-    conn = await asyncpg.connect(database)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid, objid::integer AS slot FROM pg_locks"
-            " WHERE locktype = 'advisory' AND objsubid = 2 AND classid::bigint = $1"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            SLOT_LOCKS,
-        )
-    finally:
-        await conn.close()
-    held: dict[int, list[int]] = {}
-    for row in rows:
-        held.setdefault(row["pid"], []).append(row["slot"])
-    return {pid: sorted(slots) for pid, slots in held.items()}
 
 
 def relay_slots(client: Client) -> frozenset[int]:
