@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -44,3 +45,11 @@ def script(*args: str, env: dict[str, str] | None = None, timeout: float = 600) 
 
 def mirror_url() -> str:
     return f"http://{script('bridge').strip()}:{MIRROR_PORT}"
+
+
+def readme_command(prefix: str) -> str:
+    """The README's shell command that starts with PREFIX, continuation lines joined."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    match = re.search(rf"^{re.escape(prefix)}.*$", text, re.MULTILINE)
+    assert match, f"README.md has no command starting with {prefix!r}"
+    return re.sub(r"\s+#.*$", "", match.group(0))

@@ -20,7 +20,7 @@ import pytest
 
 from tests.helpers import TopicReader, eventually, manual_record
 
-from .docker import ROOT, TIMINGS, run
+from .docker import ROOT, TIMINGS, readme_command, run
 
 PROJECT = "fluxo-dados"
 SERVICES = ("kafka", "postgres", "api", "scheduler")
@@ -58,14 +58,6 @@ def project_objects() -> list[str]:
 def port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def readme_command(prefix: str) -> str:
-    """The README's shell command that starts with PREFIX, continuation lines joined."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
-    match = re.search(rf"^{re.escape(prefix)}.*$", text, re.MULTILINE)
-    assert match, f"README.md has no command starting with {prefix!r}"
-    return re.sub(r"\s+#.*$", "", match.group(0))
 
 
 def claim_project() -> None:

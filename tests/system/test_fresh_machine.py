@@ -24,7 +24,7 @@ import pytest
 
 from tests.helpers import eventually
 
-from .docker import ROOT, TIMINGS, run, script
+from .docker import ROOT, TIMINGS, readme_command, run, script
 
 WORKDIR = "/root/fluxo-dados"
 # Processes left after `make down`: every process but the container's init, its `sleep`,
@@ -132,15 +132,13 @@ async def test_make_up_on_a_bare_debian(machine: Machine) -> None:
     TIMINGS.append(f"fresh {os_name}: make up took {took:.0f} s, installing {installed}")
 
     machine.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
-    curl = re.search(r"^curl -X POST http://localhost:8000/produto/manual.*$", readme, re.M)
-    psql = re.search(r"^make psql <<< .*$", readme, re.M)
-    assert curl and psql, "README.md lost its curl or its make psql example"
-    status = machine.sh(f"{curl.group(0)} -s -o /dev/null -w '%{{http_code}}'")
+    curl = readme_command("curl -X POST http://localhost:8000/produto/manual")
+    psql = readme_command("make psql <<< ")
+    status = machine.sh(f"{curl} -s -o /dev/null -w '%{{http_code}}'")
     assert status == "202"
 
     async def row() -> bool:
-        return "12369" in machine.sh(re.sub(r"\s+#.*$", "", psql.group(0)))
+        return "12369" in machine.sh(psql)
 
     await eventually(row, within=30, every=1, what="product 12369 through make psql")
 
