@@ -152,12 +152,3 @@ async def test_a_replay_outside_the_documented_bounds_is_refused(
     response = await scheduler.post("/consumer/replay", json=body, headers=auth())
 
     assert response.status == 422, await response.text()
-
-
-async def test_a_method_a_path_does_not_take_is_answered_405_with_the_error_body(
-    api: Client,
-) -> None:
-    response = await api.get("/produto/manual", headers=auth())
-
-    assert response.status == 405
-    assert (await response.json())["error"]["code"] == "method_not_allowed"

@@ -101,8 +101,9 @@ async def test_a_token_is_never_logged(api: Client, caplog: pytest.LogCaptureFix
     assert TOKEN not in repr(api.app)
 
 
-async def test_a_405_names_the_allowed_methods(api: Client) -> None:
-    response = await api.delete("/produto/manual", headers=auth())
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_a_405_names_the_allowed_methods(api: Client, method: str) -> None:
+    response = await api.request(method, "/produto/manual", headers=auth())
 
     assert response.status == 405
     assert response.headers["Allow"] == "POST"
