@@ -19,8 +19,9 @@ class SchedulerConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
     consumer_group: str = "fluxo-scheduler"
     batch_size: int = 500
-    # Batches at the API at once: the next one is fetched and prepared meanwhile.
-    in_flight_batches: int = 2
+    # Batches at the API at once: while one is validated, others wait on PostgreSQL or are
+    # on the way (at full speed, 3 kept the API busier than 2; 4 gained nothing more).
+    in_flight_batches: int = 3
     request_timeout: float = 10.0
     # Offsets of acknowledged batches are committed at most this often (and at once on
     # shutdown, rebalance and replay); 0 commits after every batch. A crash delivers again
