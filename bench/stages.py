@@ -58,7 +58,7 @@ async def kafka(
         finally:
             await admin.close()
     return [
-        Stage("aiokafka produce (acks=all)", len(values), round(produce_seconds, 4)),
+        Stage("aiokafka produce (acks=all, batched)", len(values), round(produce_seconds, 4)),
         Stage("aiokafka consume", len(values), round(consume_seconds, 4)),
     ]
 
