@@ -16,9 +16,10 @@ from collections.abc import Iterator
 import pytest
 from aiokafka.errors import KafkaError
 
+from ..helpers import eventually
 from .conftest import open_scenario
 from .harness import Cluster, Infrastructure
-from .kafka_admin import partitions, topic_setting
+from .kafka_admin import PartitionState, partitions, topic_setting
 from .scenario import Results
 
 PRODUCTS = 2000
@@ -51,7 +52,15 @@ async def test_the_broker_leading_the_busiest_partitions_killed_mid_stream_and_r
         min_insync_replicas=2,
     ) as scenario:
         topics = [scenario.kafka.topic_cadastro, scenario.kafka.topic_persistidos]
-        layout = await partitions(cluster.bootstrap, topics)
+
+        async def described() -> list[PartitionState]:
+            # A topic is known to every broker a moment after the controller created it.
+            layout = await partitions(cluster.bootstrap, topics)
+            return layout if len(layout) == 6 * len(topics) else []
+
+        layout = await eventually(
+            described, within=15, what="the brokers describing both topics' 6 partitions"
+        )
         assert {len(p.replicas) for p in layout} == {3}, layout
         for topic in topics:
             assert await topic_setting(cluster.bootstrap, topic, "min.insync.replicas") == "2"
