@@ -328,8 +328,6 @@ def load_transformed(data: Any) -> TransformedProduct:
 def load_transformed_all(data: list[Any]) -> list[TransformedProduct]:
     """Validate many transformed records in one marshmallow call (cheaper per record than
     one call each); raises ``ValidationError`` if any is invalid, without saying which."""
-    for item in data:
-        _object(item)
     products: list[TransformedProduct] = TRANSFORMED_PRODUCT.load(data, many=True)
     return products
 
