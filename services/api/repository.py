@@ -43,17 +43,18 @@ DOCUMENT_COLUMNS = (
 # timestamp, then offset) with different content, so a replay never regresses a row and a
 # duplicate changes nothing. Rows are written (and so locked) in id order: two statements
 # writing the same products wait for each other instead of deadlocking. Each row inserted
-# or changed gets its event ($12, the API's encoding of the record), in id order; the
-# statement returns those rows.
+# or changed gets its event ($12, the API's encoding of the record), in id order, with the
+# source record's timestamp when it came from Kafka (where the end-to-end latency starts);
+# the statement returns those rows.
 UPSERT_PRODUCTS = """
 WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
         $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[],
-        $12::text[], $13::text[], $14::timestamptz[]
+        $12::text[], $13::text[]
     ) AS t(id, name, description, price_amount, price_currency, stock_quantity,
            availability_timestamp, category, source_topic, source_partition, source_offset,
-           payload, traceparent, source_timestamp)
+           payload, traceparent)
 ),
 written AS (
     INSERT INTO products AS p (
@@ -86,7 +87,8 @@ written AS (
 ),
 events AS (
     INSERT INTO outbox (topic, key, payload, traceparent, source_timestamp)
-    SELECT $15, i.id, i.payload::json, i.traceparent, i.source_timestamp
+    SELECT $14, i.id, i.payload::json, i.traceparent,
+           CASE WHEN i.source_topic IS NOT NULL THEN i.availability_timestamp END
     FROM written w JOIN input i ON i.id = w.id
     ORDER BY i.id
 )
@@ -112,14 +114,6 @@ def encode_product(row: Mapping[str, Any] | asyncpg.Record) -> bytes:
         row["availability_timestamp"],
         row["category"],
     )
-
-
-def encode_transformed(product: TransformedProduct) -> bytes:
-    """``encode_product`` of the row a validated record is stored as, without reading it
-    back: the columns hold the record's values exactly (cents fit NUMERIC(14, 2),
-    milliseconds fit timestamptz), and the encoding writes the amount as a number and the
-    instant in UTC."""
-    return _document(*_columns(product))
 
 
 def _columns(product: TransformedProduct) -> tuple[Any, ...]:
@@ -190,19 +184,21 @@ async def upsert_products(
     event. One statement: products and outbox commit together or not at all.
     """
     newest = newest_per_id(items)
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(13)]
     for product_id in sorted(newest):
         index = newest[product_id]
         product, source = items[index]
+        stored = _columns(product)
         values = (
-            *_columns(product),
+            *stored,
             source.topic if source else None,
             source.partition if source else None,
             source.offset if source else None,
-            encode_transformed(product).decode(),
+            # The event is encode_product of the row, without reading it back: the columns
+            # hold the record's values exactly (cents fit NUMERIC(14, 2), milliseconds fit
+            # timestamptz), and the encoding writes the amount as a number, the instant in UTC.
+            _document(*stored).decode(),
             traceparents[index] if traceparents else None,
-            # A record from Kafka: its timestamp, where the end-to-end latency starts.
-            product["availability"]["timestamp"] if source else None,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

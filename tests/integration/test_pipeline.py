@@ -10,11 +10,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from services.api.config import ApiConfig
+from services.api.keys import METRICS
 from services.common import jsoncodec
 from services.common.config import KafkaConfig
 from services.common.transform import format_timestamp, kafka_timestamp
 
-from ..helpers import TopicReader, auth, encode, manual_record, produce, unique
+from ..helpers import TopicReader, auth, encode, eventually, manual_record, produce, unique
+
+END_TO_END_COUNT = "fluxo_end_to_end_latency_seconds_count"
 
 Client = TestClient[web.Request, web.Application]
 
@@ -97,6 +100,7 @@ async def test_record_produced_straight_to_kafka_goes_the_same_way(
     api: Client, scheduler: Client, kafka: KafkaConfig, api_config: ApiConfig
 ) -> None:
     records = [manual_record(unique("k"), price=9.99, stockQuantity=n) for n in range(5)]
+    observed = api.app[METRICS].sample(END_TO_END_COUNT)
 
     await produce(kafka.topic_cadastro, [(r["productId"].encode(), encode(r)) for r in records])
 
@@ -111,6 +115,12 @@ async def test_record_produced_straight_to_kafka_goes_the_same_way(
         row = await stored_row(api_config.database_url, record["productId"])
         assert row is not None
         assert row["stock_quantity"] == record["stockQuantity"]
+
+    async def latencies_observed() -> bool:
+        return api.app[METRICS].sample(END_TO_END_COUNT) >= observed + 5
+
+    # Each event of a record from Kafka carries its source timestamp to the relay.
+    await eventually(latencies_observed, within=5, what="5 end-to-end latencies observed")
 
 
 async def test_missing_or_wrong_token_is_refused_and_changes_nothing(
@@ -179,6 +189,7 @@ async def test_same_transformed_record_twice_leaves_one_row_and_one_event(
 ) -> None:
     record = manual_record(unique("p"))
     transformed = expected_output(record, 1_718_193_600_000)
+    observed = api.app[METRICS].sample(END_TO_END_COUNT)
 
     first = await api.post("/produto/scheduler", json=transformed, headers=auth())
     second = await api.post("/produto/scheduler", json=transformed, headers=auth())
@@ -198,6 +209,8 @@ async def test_same_transformed_record_twice_leaves_one_row_and_one_event(
     async with TopicReader(kafka.topic_persistidos) as persisted:
         await persisted.read(1)
         await persisted.nothing_more(within=1)
+    # Not from Kafka: no source timestamp, so no end-to-end latency.
+    assert api.app[METRICS].sample(END_TO_END_COUNT) == observed
 
 
 async def test_both_services_serve_swagger_listing_every_endpoint(
