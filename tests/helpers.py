@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp.test_utils import TestClient
@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+import bench.database
 from services.api.relay_slots import SLOT_LOCKS
 from services.common import jsoncodec
 from services.common.config import KafkaConfig, local_environ
@@ -90,7 +91,7 @@ async def delete_session_topics() -> None:
         existing = SESSION_TOPICS & set(await admin.list_topics())
         if existing:
             await admin.delete_topics(sorted(existing))
-    except KafkaError as error:  # no broker (a unit-test run): nothing was created on it
+    except KafkaError as error:  # no broker (down, or gone during the run): nothing to delete
         warnings.warn(f"the session's test topics were not deleted: {error!r}", stacklevel=1)
     finally:
         await admin.close()
@@ -98,8 +99,7 @@ async def delete_session_topics() -> None:
 
 def database_url(name: str, server: str = DATABASE_URL) -> str:
     """The URL of database ``name`` on the server of ``server`` (a database URL)."""
-    parts = urlsplit(server)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+    return bench.database.database_url(server, name)
 
 
 async def create_database(server: str = DATABASE_URL) -> str:
@@ -114,20 +114,9 @@ async def create_database(server: str = DATABASE_URL) -> str:
 
 
 async def drop_database(url: str, server: str = DATABASE_URL) -> None:
-    name = urlsplit(url).path.lstrip("/")
     conn = await asyncpg.connect(server)
-
-    async def dropped() -> bool:
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except asyncpg.InsufficientPrivilegeError:
-            # An autovacuum worker (the server's own role, which FORCE may not end) is on
-            # it after a busy test; it is done in a moment.
-            return False
-        return True
-
     try:
-        await eventually(dropped, within=60, what=f"database {name} dropped", every=0.5)
+        await bench.database.drop_database(conn, urlsplit(url).path.lstrip("/"))
     finally:
         await conn.close()
 
