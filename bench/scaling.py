@@ -224,12 +224,12 @@ class Bench:
         env["API_URL"] = ",".join(api.url for api in apis)
         env["KAFKA_CONSUMER_GROUP"] = f"bench-scaling-{self.run_id}-s{count}"
         schedulers = await self.start("scheduler", count, env)
-        await self._all_assigned(schedulers, self.settings.token)
+        await self._all_assigned(schedulers)
         machine = Machine([*apis, *schedulers], self.kafka_pid)
-        producer = create_producer(kafka)
         async with self.connection() as conn:
-            await producer.start()
+            producer = create_producer(kafka)
             try:
+                await producer.start()
                 await producer.partitions_for(kafka.topic_cadastro)  # not part of the figure
                 target = await conn.fetchval("SELECT count(*) FROM products") + records_count
                 ticks, started = machine.ticks(), time.monotonic()
@@ -247,8 +247,8 @@ class Bench:
         self.stop([*schedulers, *apis])
         return Result("schedulers", count, records_count, seconds, cpu)
 
-    async def _all_assigned(self, schedulers: Sequence[Service], token: str) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
+    async def _all_assigned(self, schedulers: Sequence[Service]) -> None:
+        headers = {"Authorization": f"Bearer {self.settings.token}"}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             held = []
