@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
+from .test_deploy_files import BIND
+
 ROOT = Path(__file__).resolve().parents[1]
-# Every published port is bound to this address, as in docker-compose.yml.
-BIND = "${PUBLISH_ADDRESS:-127.0.0.1}"
 
 
 class OverrideLoader(yaml.SafeLoader):

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncpg
-
 from services.api.config import SQL_DIR
 from services.api.database import Database
 
 from ..conftest import FAST_RETRY
-
-
-async def _last_query(monitor: asyncpg.Connection, pid: int) -> str:
-    query: str = await monitor.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
-    return query
+from ..helpers import fetchval
 
 
 async def test_a_connection_goes_back_to_the_pool_without_a_reset_round_trip(
@@ -20,15 +14,14 @@ async def test_a_connection_goes_back_to_the_pool_without_a_reset_round_trip(
 ) -> None:
     db = Database(database, 1, SQL_DIR, FAST_RETRY)
     await db.open()
-    monitor = await asyncpg.connect(database)
     try:
         pid = await db.in_transaction(
             lambda conn: conn.fetchval("SELECT pg_backend_pid()"), what="a transaction"
         )
         # The release happened; the server's last statement on that session is the COMMIT.
-        assert (await _last_query(monitor, pid)).upper() == "COMMIT;"
+        last = await fetchval(database, "SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        assert last.upper() == "COMMIT;"
     finally:
-        await monitor.close()
         await db.close()
 
 
