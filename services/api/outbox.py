@@ -165,14 +165,13 @@ class OutboxRelay:
 
         Returns whether the relay is stopping.
         """
-        waiters = [asyncio.ensure_future(self._stopping.wait())]
-        if wake:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        # stop() sets both events, so waiting on one of them is enough (and needs no task);
+        # a stop that came before the loop cleared the wake is seen here.
+        if self._stopping.is_set():
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await (self._wake if wake else self._stopping).wait()
         return self._stopping.is_set()
 
     def _set_slots(self, slots: frozenset[int]) -> None:
