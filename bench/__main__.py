@@ -156,9 +156,9 @@ async def run(options: Options, command: str) -> Report:
     )
     log.info("run %s: services %s", run_id, pids)
     producer = create_producer(settings.kafka)
-    await producer.start()
     pipeline = Pipeline(settings, run_id, pids, producer)
     try:
+        await producer.start()
         await pipeline.start()
         if options.backlog is not None:
             for _ in range(options.repeat):

@@ -43,8 +43,8 @@ async def kafka(
     await ensure_topics(settings.kafka, [topic])
     try:
         producer = create_producer(settings.kafka)
-        await producer.start()
         try:
+            await producer.start()
             await producer.partitions_for(topic)  # metadata first: not part of the figure
             _, produce_seconds = await produce_full_speed(producer, topic, values)
         finally:
