@@ -60,6 +60,7 @@ TRANSFORMED_EXAMPLE = {
     "category": "Categoria do Produto",
 }
 _TOPIC = re.compile(schemas.TOPIC_PATTERN)
+_INCARNATION = re.compile(schemas.INCARNATION_PATTERN)
 _INTEGER = re.compile(r"[+-]?[0-9]{1,6}")
 LIST_MAX = 1000
 STATUS = {Outcome.CREATED: 201, Outcome.UPDATED: 200, Outcome.UNCHANGED: 200}
@@ -371,9 +372,14 @@ def load_source(data: Any) -> Source:
     if not isinstance(data, dict):
         raise ValidationError({"_schema": ["Expected a JSON object."]})
     topic, partition, offset = data.get("topic"), data.get("partition"), data.get("offset")
+    incarnation = data.get("incarnation")
     errors: dict[str, list[str]] = {}
     if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
         errors["topic"] = ["Must be a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -."]
+    if incarnation is not None and (
+        not isinstance(incarnation, str) or not _INCARNATION.fullmatch(incarnation)
+    ):
+        errors["incarnation"] = ["Must be 1 to 64 of a-z A-Z 0-9 _ -, or null."]
     for name, value, maximum in (
         ("partition", partition, schemas.PARTITION_MAX),
         ("offset", offset, schemas.OFFSET_MAX),
@@ -382,7 +388,7 @@ def load_source(data: Any) -> Source:
             errors[name] = [f"Must be an integer from 0 to {maximum}."]
     if errors:
         raise ValidationError(errors)
-    return Source(topic, partition, offset)  # type: ignore[arg-type]
+    return Source(topic, partition, offset, incarnation)  # type: ignore[arg-type]
 
 
 def _id_of(item: Any) -> str | None:
