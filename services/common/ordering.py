@@ -76,7 +76,14 @@ def too_far_ahead(moment: datetime, now: datetime, tolerance: float) -> str | No
     if ahead <= timedelta(seconds=tolerance):
         return None
     return (
-        f"timestamp {format_timestamp(moment)} is {ahead.total_seconds():.3f} s ahead of this "
-        f"server's clock ({format_timestamp(now)}), beyond the tolerance of {tolerance:g} s "
+        f"timestamp {_shown(moment)} is {ahead.total_seconds():.3f} s ahead of this "
+        f"server's clock ({_shown(now)}), beyond the tolerance of {tolerance:g} s "
         "(FUTURE_TIMESTAMP_TOLERANCE_SECONDS)"
     )
+
+
+def _shown(moment: datetime) -> str:
+    try:
+        return format_timestamp(moment)
+    except OverflowError:  # past year 9999 in UTC: as it was written
+        return moment.isoformat()
