@@ -256,6 +256,7 @@ class Placed:
     value: bytes | None
     partition: int | None = None
     timestamp_ms: int | None = None
+    headers: Iterable[tuple[str, bytes | None]] = ()
 
 
 async def produce_placed(topic: str, records: Iterable[Placed]) -> list[RecordMetadata]:
@@ -270,12 +271,25 @@ async def produce_placed(topic: str, records: Iterable[Placed]) -> list[RecordMe
                 value=record.value,
                 partition=record.partition,
                 timestamp_ms=record.timestamp_ms,
+                headers=list(record.headers),
             )
             for record in records
         ]
         return list(await asyncio.gather(*deliveries))
     finally:
         await producer.stop()
+
+
+async def caught_up(scheduler: TestClient[Any, Any], partitions: int) -> None:
+    """Until the scheduler behind ``scheduler`` holds ``partitions`` partitions and has
+    committed every record on them."""
+
+    async def done() -> bool:
+        status = await (await scheduler.get("/status", headers=auth())).json()
+        held = status["partitions"]
+        return len(held) == partitions and all(p["lag"] == 0 for p in held)
+
+    await eventually(done, within=30, what="the scheduler caught up with its topic")
 
 
 async def wait_ready(
