@@ -38,9 +38,11 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 # The upper bound (FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's clock) is a setting,
 # checked where a record is persisted (services/common/ordering.py, too_far_ahead).
 TIMESTAMP_RANGE = (
-    "From 1970-01-01T00:00:00Z, with a Z or an offset and at most millisecond precision. "
-    "A record is refused when its timestamp is more than FUTURE_TIMESTAMP_TOLERANCE_SECONDS "
-    "(60 by default) ahead of the server's clock."
+    "From 1970-01-01T00:00:00Z on, with a Z or an offset and at most millisecond precision."
+)
+FUTURE_BOUND = (
+    "A record stamped more than FUTURE_TIMESTAMP_TOLERANCE_SECONDS (60 by default) after the "
+    "server's clock is refused."
 )
 
 _BLANK = re.compile(f"[{WHITESPACE}]*")
@@ -242,7 +244,9 @@ class AvailabilitySchema(Schema):
         unknown = EXCLUDE
 
     quantity = _quantity(metadata={"example": 50})
-    timestamp = UtcDateTime(required=True, metadata={"example": "2024-06-12T12:00:00.000Z"})
+    timestamp = UtcDateTime(
+        required=True, metadata={"example": "2024-06-12T12:00:00.000Z", "description": FUTURE_BOUND}
+    )
 
 
 class TransformedProductSchema(Schema):
