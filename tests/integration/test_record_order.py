@@ -202,6 +202,12 @@ async def topic_deleted_and_created_again(s: Setup) -> None:
             return topic not in await admin.list_topics()
 
         await eventually(gone, within=30, what=f"topic {topic} deleted")
+
+        async def released() -> bool:  # the scheduler noticed: it holds no partition
+            status = await (await s.scheduler.get("/status", headers=auth())).json()
+            return not status["partitions"]
+
+        await eventually(released, within=30, what="the scheduler releasing the deleted topic")
         await admin.create_topics([NewTopic(topic, s.kafka.partitions, 1)])
     finally:
         await admin.close()
