@@ -16,6 +16,7 @@ from aiohttp import web
 from dotenv import load_dotenv
 
 from .config import ConfigError, SettingsCatalog
+from .content_encoding import content_encoding_middleware
 from .http import bearer_auth, error_middleware
 from .logs import configure_logging
 from .metrics import HttpMetrics
@@ -35,9 +36,9 @@ def service_app(
     tokens: Sequence[str], metrics: HttpMetrics, tracing: Tracing, **settings: Any
 ) -> web.Application:
     """What both services' applications are built on: the middlewares in their order
-    (metrics outermost, then the trace, the error envelope, the bearer token), ``/metrics``,
-    JSON answers to malformed requests, and the tracing provider shut down last at cleanup
-    (so the other resources' spans are exported)."""
+    (metrics outermost, then the trace, the error envelope, the bearer token, the body's
+    content encoding), ``/metrics``, JSON answers to malformed requests, and the tracing
+    provider shut down last at cleanup (so the other resources' spans are exported)."""
     answer_malformed_requests_in_json()
     app = web.Application(
         middlewares=[
@@ -45,7 +46,10 @@ def service_app(
             trace_middleware(tracing),
             error_middleware,
             bearer_auth(tokens),
+            content_encoding_middleware,
         ],
+        # Bodies are decoded by content_encoding_middleware, completely or not at all.
+        handler_args={"auto_decompress": False},
         **settings,
     )
     app[TRACING] = tracing
