@@ -109,6 +109,7 @@ PROBES: list[tuple[str, bytes, int]] = [
     ("negative Content-Length", claiming(b"-1"), 400),
     # Headers that would make the token or the body ambiguous.
     ("two Authorization headers", post(RECORD, b"Authorization: Bearer other"), 400),
+    ("duplicate JSON keys", post(RECORD[:-1] + b',"name":"other"}'), 400),
     # Limits.
     ("Content-Length of 1 TB", claiming(b"1000000000000", b"{"), 413),
     ("partial headers", b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: ", 408),
