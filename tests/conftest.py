@@ -102,3 +102,18 @@ async def scheduler(
     client = await aiohttp_client(create_scheduler(scheduler_config, tracing))
     await wait_ready(client, "scheduler")
     return client
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """After a run of tests/test_docs.py: the docs' commands that the suite does not run."""
+    if any(
+        report.nodeid.startswith("tests/test_docs.py")
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if hasattr(report, "nodeid")
+    ):
+        from .test_docs import marked_summary
+
+        terminalreporter.section("commands of README.md and docs/")
+        for line in marked_summary():
+            terminalreporter.write_line(line)
