@@ -8,14 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..common.config import (
-    ConfigError,
-    Env,
-    HttpConfig,
-    KafkaConfig,
-    RetryConfig,
-    api_tokens,
-)
+from ..common.config import ConfigError, Env, HttpConfig, KafkaConfig, RetryConfig, api_tokens
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 

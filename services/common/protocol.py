@@ -49,6 +49,9 @@ PROBLEMS: tuple[tuple[type[BaseException], str], ...] = (
     (http_exceptions.PayloadEncodingError, "the body's transfer encoding is not valid"),
 )
 
+# What the answers aiohttp raises before the middlewares run say (by default, the reason).
+RAISED_EARLY = {417: "Only 'Expect: 100-continue' is supported."}
+
 # Seconds a client refused at the connection cap is asked to wait.
 RETRY_AFTER = 1
 
@@ -225,7 +228,8 @@ class JsonErrorRequestHandler(RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             # Raised before the middlewares ran, e.g. by the Expect header's handler.
-            resp = error_response(ApiError(resp.status, f"{resp.reason}."))
+            message = RAISED_EARLY.get(resp.status, f"{resp.reason}.")
+            resp = error_response(ApiError(resp.status, message))
             resp.force_close()
         if (
             isinstance(resp, web.StreamResponse)

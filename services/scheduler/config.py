@@ -5,14 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..common.config import (
-    ConfigError,
-    Env,
-    HttpConfig,
-    KafkaConfig,
-    RetryConfig,
-    api_tokens,
-)
+from ..common.config import ConfigError, Env, HttpConfig, KafkaConfig, RetryConfig, api_tokens
 
 
 @dataclass(frozen=True)
