@@ -2,9 +2,11 @@
 with the server's event loop in the test: ``python -m tests.slow_clients HOST PORT TOKEN
 COUNT HEADER_TIMEOUT BODY_TIMEOUT``.
 
-Opens COUNT connections of each kind, prints ``connected`` once all have sent their first
-bytes, then one JSON line: per kind, how long after its clock started the server answered or
-closed each connection (null when it did neither within its timeout plus 3 s).
+Opens COUNT connections of each kind, spread over a second as slow clients arrive (not all
+in one instant, which would make their timeouts fall due at once too), prints ``connected``
+once all have sent their first bytes, then one JSON line: per kind, how long after its clock
+started the server answered or closed each connection (null when it did neither within its
+timeout plus 3 s).
 """
 
 from __future__ import annotations
@@ -29,9 +31,19 @@ KINDS = {
 REST_OF_HEADERS = b"ET /health HTTP/1.1\r\nHost: x\r\nX-A: b\r\n"
 
 
+SPREAD = 1.0
+
+
 async def slow(
-    host: str, port: int, first: bytes, kind: str, limit: float, connected: Callable[[], None]
+    host: str,
+    port: int,
+    first: bytes,
+    kind: str,
+    limit: float,
+    connected: Callable[[], None],
+    delay: float,
 ) -> float | None:
+    await asyncio.sleep(delay)
     reader, writer = await asyncio.open_connection(host, port)
     try:
         started = time.monotonic()
@@ -74,10 +86,16 @@ async def main(
     results = await asyncio.gather(
         *(
             slow(
-                host, port, first.replace(b"%s", token.encode()), kind, limits[kind] + 3, connected
+                host,
+                port,
+                first.replace(b"%s", token.encode()),
+                kind,
+                limits[kind] + 3,
+                connected,
+                delay=SPREAD * number / count,
             )
             for kind, first in KINDS.items()
-            for _ in range(count)
+            for number in range(count)
         )
     )
     ended = {kind: results[i * count : (i + 1) * count] for i, kind in enumerate(KINDS)}

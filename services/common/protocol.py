@@ -247,8 +247,8 @@ class JsonErrorRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        if isinstance(exc, ApiError):
-            log.warning("refused a request from %s: %d, %s", request.remote, status, exc.message)
+        if isinstance(exc, ApiError):  # a limit of ours, not a mistake in the HTTP
+            log.info("refused a request from %s: %d, %s", request.remote, status, exc.message)
             error = exc
         elif status < 500:
             log.warning(
