@@ -21,7 +21,7 @@ import time
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
 from services.api.app import create_app as create_api
@@ -265,6 +265,10 @@ async def test_past_the_connection_cap_a_new_connection_is_answered_503_and_clos
     assert envelope_problem(refused, 503) is None, refused
     assert refused.headers["retry-after"] == "1"
     assert refused.headers["connection"] == "close"
+    server: TestServer = scheduler.server  # type: ignore[assignment]
+    assert server.runner is not None and server.runner.server is not None
+    handlers = server.runner.server.connections
+    assert {handler.keepalive_timeout for handler in handlers} == {HttpConfig.keepalive_timeout}
     for _, writer in idle:
         writer.close()
     await scheduler.session.close()  # and the one the client kept
