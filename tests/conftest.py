@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
@@ -31,6 +36,10 @@ from .helpers import (
 Client = TestClient[web.Request, web.Application]
 
 FAST_RETRY = RetryConfig(initial_delay=0.05, max_delay=0.5)
+
+# Debian's chromium and chromium-driver (make test-tools): the pages in a real browser.
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -102,3 +111,30 @@ async def scheduler(
     client = await aiohttp_client(create_scheduler(scheduler_config, tracing))
     await wait_ready(client, "scheduler")
     return client
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[WebDriver]:
+    profile = tempfile.mkdtemp(prefix="fluxo-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--no-sandbox",  # as root
+        "--headless=new",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(argument)
+    driver = await asyncio.to_thread(
+        webdriver.Chrome, options=options, service=Service(CHROMEDRIVER)
+    )
+    try:
+        yield driver
+    finally:
+        await asyncio.to_thread(driver.quit)
+        shutil.rmtree(profile, ignore_errors=True)

@@ -4,6 +4,7 @@ baseline of its version, and served by the scheduler without a token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft7Validator
 from pytest_aiohttp import AiohttpClient
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from services.common.config import KafkaConfig
 from services.common.contracts import EVENT_CONTENT_TYPE, EVENT_VERSION
@@ -31,7 +34,15 @@ from services.scheduler.config import SchedulerConfig
 from services.scheduler.keys import CONFIG
 
 from ..asyncapi_records import Messages
-from ..helpers import ROOT, TOKEN, isolated_kafka, manual_record, transformed_record, unique
+from ..helpers import (
+    ROOT,
+    TOKEN,
+    eventually,
+    isolated_kafka,
+    manual_record,
+    transformed_record,
+    unique,
+)
 
 SCHEMA = ROOT / "docs" / "asyncapi-schema" / "3.0.0-without-id.json"
 CHANNELS = {"cadastroProdutos", "produtosPersistidos", "deadLetters"}
@@ -186,3 +197,35 @@ async def test_the_scheduler_serves_the_document_without_a_token(
 def test_no_page_or_script_loads_anything_from_outside() -> None:
     page = (ROOT / "services/scheduler/static/asyncapi/index.html").read_text()
     assert "http://" not in page and "https://" not in page
+
+
+async def test_the_page_renders_every_channel_and_message_offline(
+    scheduler_alone: TestClient[web.Request, web.Application], browser: WebDriver
+) -> None:
+    server: TestServer = scheduler_alone.server  # type: ignore[assignment]
+    origin = str(server.make_url("")).rstrip("/")
+    doc = document(scheduler_alone.app[CONFIG])
+    await asyncio.to_thread(browser.get, origin + "/asyncapi")
+
+    def text() -> str:
+        return str(browser.find_element(By.TAG_NAME, "body").text)
+
+    async def rendered() -> str | None:
+        shown = await asyncio.to_thread(text)
+        return shown if all(name in shown for name in doc["operations"]) else None
+
+    # Each operation shown (by its id) means the component parsed the document it fetched.
+    shown = await eventually(
+        rendered, within=30, what="the AsyncAPI page showing every operation", every=0.2
+    )
+    for channel in doc["channels"].values():
+        assert channel["address"] in shown
+        for message in channel["messages"].values():
+            name = doc["components"]["messages"][message["$ref"].rsplit("/", 1)[-1]]["name"]
+            assert f"Message ID{name}" in shown.replace("\n", "")
+    # Nothing came from outside the scheduler: the page works with no network.
+    resources = await asyncio.to_thread(
+        browser.execute_script,
+        "return performance.getEntriesByType('resource').map((e) => e.name)",
+    )
+    assert resources and all(url.startswith(origin) for url in resources), resources
