@@ -177,10 +177,12 @@ DEAD_LETTER_HEADERS: dict[str, Any] = {
 PRODUCER_HEADERS: dict[str, Any] = {
     "type": "object",
     "properties": {
+        # Any value is taken: one that cannot be read starts a new trace, it refuses nothing.
         "traceparent": {
-            **EVENT_HEADERS["properties"]["traceparent"],
-            "description": "W3C trace context; the record's trace continues from it. Absent or "
-            "unreadable: a new trace is started for the record.",
+            "type": ["string", "null"],
+            "description": "W3C trace context (00-<trace id>-<parent id>-<flags>); the "
+            "record's trace continues from it. Absent or unreadable: a new trace is started.",
+            "examples": EVENT_HEADERS["properties"]["traceparent"]["examples"],
         }
     },
     "additionalProperties": ORIGINAL,
