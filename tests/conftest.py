@@ -20,9 +20,12 @@ from services.api.config import ApiConfig
 from services.common.config import KafkaConfig, RetryConfig
 from services.common.tracing import Tracing
 from services.scheduler.app import create_app as create_scheduler
+from services.scheduler.asyncapi import committed_config, document
 from services.scheduler.config import SchedulerConfig
 
+from .asyncapi_records import TAP, Messages
 from .helpers import (
+    BOOTSTRAP,
     SESSION_TOPICS,
     TOKEN,
     create_database,
@@ -45,8 +48,20 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 @pytest.fixture(scope="session", autouse=True)
 def _delete_the_sessions_topics() -> Iterator[None]:
     yield
-    if SESSION_TOPICS:
-        asyncio.run(delete_session_topics())
+    try:
+        if TAP.topics:
+            messages = Messages(document(committed_config()))
+            asyncio.run(TAP.check(messages, BOOTSTRAP))
+            if TAP.problems:
+                pytest.fail(f"{TAP.summary()}:\n" + "\n".join(TAP.problems[:30]), pytrace=False)
+    finally:
+        if SESSION_TOPICS:
+            asyncio.run(delete_session_topics())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TAP.counts or TAP.problems:
+        terminalreporter.write_line(TAP.summary())
 
 
 @pytest.fixture
@@ -87,6 +102,7 @@ async def api(
     """The API, started on a free port and ready (database migrated, Kafka connected)."""
     client = await aiohttp_client(create_api(api_config, tracing))
     await wait_ready(client, "API")
+    TAP.events(api_config.kafka)
     return client
 
 
@@ -110,6 +126,7 @@ async def scheduler(
     """The scheduler, consuming the test's topic and calling the test's API."""
     client = await aiohttp_client(create_scheduler(scheduler_config, tracing))
     await wait_ready(client, "scheduler")
+    TAP.dead_letters(scheduler_config.kafka)
     return client
 
 

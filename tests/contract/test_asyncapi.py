@@ -152,7 +152,10 @@ def test_the_examples_validate_against_their_messages() -> None:
     # What the schemas refuse: a wrong type, a missing header, a price finer than cents.
     assert messages.problems(
         "ProductPersisted", event_headers[:1], json.dumps(transformed_record("p", id=5)).encode()
-    ) == ["header 'content-type' is a required property", "value ['id']: 5 is not of type 'string'"]
+    ) == [
+        "header []: 'content-type' is a required property",
+        "value ['id']: 5 is not of type 'string'",
+    ]
     assert (
         messages.problems("ManualProduct", [], json.dumps(manual_record("p", price=0.29)).encode())
         == []

@@ -4,9 +4,19 @@ comparison of an event schema with its frozen baseline."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
-from services.scheduler.asyncapi import breaking_changes, json_schema, payload_schemas
+from services.scheduler.asyncapi import (
+    breaking_changes,
+    committed_config,
+    document,
+    json_schema,
+    payload_schemas,
+)
+
+from ..asyncapi_records import Messages, inexpressible_fault
+from ..helpers import DLQ_HEADERS, manual_record
 
 BASELINE: dict[str, Any] = {
     "type": "object",
@@ -113,3 +123,30 @@ def test_the_payload_schemas_have_no_openapi_keyword_or_reference_left() -> None
     text = repr(payload_schemas())
     for keyword in ("'nullable'", "'example'", "'$ref'"):
         assert keyword not in text
+
+
+def test_faults_json_schema_cannot_express_are_named() -> None:
+    assert inexpressible_fault(b'{"productName": "\\ud800"}') == (
+        "a lone surrogate (\\ud800 to \\udfff): text that UTF-8 cannot encode"
+    )
+    assert inexpressible_fault(b'{"a": ["x", "\\udfff"]}') is not None
+    assert inexpressible_fault(b"\xff{}") == "not UTF-8"
+    assert inexpressible_fault(b'{"price": 1, "price": 2}') == "a duplicate key"
+    assert inexpressible_fault(b'{"price": 100.0000000000000001}') == (
+        "a number finer than cents that a float shows in cents"
+    )
+    for plain in (b'{"price": 100.5}', b'{"price": 100.001}', b'["\\ud83d\\ude00"]', b"[[", None):
+        assert inexpressible_fault(plain) is None
+
+
+def test_records_are_read_as_their_message_says() -> None:
+    messages = Messages(document(committed_config()))
+    record = {**manual_record("p-1"), "price": 0.29}  # 0.29 / 0.01 is no integer in floats
+    assert messages.problems("ManualProduct", [("x", None)], json.dumps(record).encode()) == []
+    assert messages.problems("ManualProduct", [], b"NaN") == ["value: NaN is not JSON"]
+    assert messages.problems("ManualProduct", [], b'{"price": 1e400}') != []  # no exception
+    dead = [(name, b"decode" if name == "dlq-stage" else b"1") for name in DLQ_HEADERS]
+    assert messages.problems("DeadLetter", [*dead, ("original-dlq-reason", None)], b"\xff") == []
+    assert messages.problems("DeadLetter", dead[1:], b"") == [
+        "header []: 'dlq-reason' is a required property"
+    ]
