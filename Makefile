@@ -16,7 +16,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 help:  ## this list
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  Variables: PYTHON=3.11|3.12|3.13|/path/to/python, VENV=.venv (see README.md)."
+	@echo "  Variables: PYTHON=3.11|3.12|3.13|/path/to/python, VENV=.venv (see docs/development.md)."
 
 # With PYTHON given, an existing $(VENV) must hold that Python's version.
 PY_VERSION = -c 'import sys; print("%d.%d" % sys.version_info[:2])'
@@ -60,7 +60,7 @@ lock: install  ## resolve pyproject.toml into requirements.lock and requirements
 prereqs:  ## install Java >= 17, PostgreSQL and the venv module of PYTHON with apt when missing
 	@scripts/prereqs.sh
 
-# `make up APIS=2 SCHEDULERS=3 KAFKA_BROKERS=3` runs several of each (README, Scaling); the
+# `make up APIS=2 SCHEDULERS=3 KAFKA_BROKERS=3` runs several of each (docs/scaling.md); the
 # scripts read these variables from the environment, where make puts command-line ones.
 up: prereqs install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
 	scripts/postgres.sh start
@@ -114,7 +114,7 @@ test-system: install .env  ## run the system tests: compose stack, fresh Debian 
 	FLUXO_SYSTEM_TESTS=1 $(VENV)/bin/pytest tests/system $(PYTEST_ARGS); status=$$?; \
 	if [ -n "$$ours" ]; then scripts/docker.sh engine-stop; fi; exit $$status
 
-compose-up:  ## docker compose up kafka, postgres, api, scheduler (building what no registry gives)
+compose-up: .env  ## docker compose up kafka, postgres, api, scheduler (building what no registry gives)
 	scripts/docker.sh compose-up
 
 compose-down:  ## docker compose down (data volumes kept), and stop a dockerd compose-up started

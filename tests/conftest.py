@@ -60,8 +60,21 @@ def _delete_the_sessions_topics() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many records the AsyncAPI tap read; after a run of tests/test_docs.py, the docs'
+    commands that the suite does not run."""
     if TAP.counts or TAP.problems:
         terminalreporter.write_line(TAP.summary())
+    if any(
+        report.nodeid.startswith("tests/test_docs.py")
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if hasattr(report, "nodeid")
+    ):
+        from .test_docs import marked_summary
+
+        terminalreporter.section("commands of README.md and docs/")
+        for line in marked_summary():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ Names follow Prometheus conventions: prefixed ``fluxo_``, base units (``_seconds
 counters ending in ``_total``. Each metric is declared here and observed where its event
 happens: the consumer (scheduler), the API client (batch round trip), the handlers
 (persist transaction), the outbox relay (publish, end-to-end latency) and the HTTP
-middleware below. README.md ("Operate it") lists them.
+middleware below. docs/operations.md lists them.
 """
 
 from __future__ import annotations

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
-import re
+import socket
 import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER_SH = ROOT / "scripts" / "docker.sh"
 MIRROR_PORT = os.environ.get("MIRROR_PORT", "3141")
 TIMINGS: list[str] = []  # printed at the end of the run (conftest.pytest_terminal_summary)
+PROJECT = "fluxo-dados"  # the compose project's name
+# Present while a test owns the compose project: only then may it remove an existing one.
+OWNER = ROOT / ".run" / "compose-test.owner"
 
 
 def run(
@@ -47,9 +52,36 @@ def mirror_url() -> str:
     return f"http://{script('bridge').strip()}:{MIRROR_PORT}"
 
 
-def readme_command(prefix: str) -> str:
-    """The README's shell command that starts with PREFIX, continuation lines joined."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
-    match = re.search(rf"^{re.escape(prefix)}.*$", text, re.MULTILINE)
-    assert match, f"README.md has no command starting with {prefix!r}"
-    return re.sub(r"\s+#.*$", "", match.group(0))
+def project_objects() -> list[str]:
+    label = f"label=com.docker.compose.project={PROJECT}"
+    found = []
+    for kind in ("container", "network", "volume"):
+        ls = ["ps", "-a"] if kind == "container" else [kind, "ls"]
+        names = run("docker", *ls, "-q", "--filter", label).stdout.split()
+        found += [f"{kind} {name}" for name in names]
+    return found
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def claim_project() -> None:
+    """Take the fluxo-dados compose project for a test, or fail if a user's exists."""
+    existing = project_objects()
+    if existing and not OWNER.exists():
+        pytest.fail(
+            f"a compose project named {PROJECT} exists that this test did not create "
+            f"({', '.join(existing)}); the test never removes a user's stack: "
+            "remove it (docker compose down -v drops its data too) and run the test again"
+        )
+    if existing:  # left by an interrupted run of a test
+        remove_project()
+
+
+def remove_project() -> None:
+    """docker compose down -v: the project's containers, network and volumes."""
+    # A throw-away login for compose's interpolation, should .env have none yet.
+    login = {"KAFKA_UI_USERNAME": "unused", "KAFKA_UI_PASSWORD": "unused"}
+    run("docker", "compose", "down", "-v", env=login, timeout=300, input="")

@@ -1,4 +1,4 @@
-"""The compose stack under a real Docker engine, as the README tells users to run it.
+"""The compose stack under a real Docker engine, as docs/docker.md tells users to run it.
 
 `make compose-up` brings it up (stand-in images where no registry answers), on host ports of
 its own (API_HOST_PORT and friends), so that a running `make up` is never disturbed. The
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,11 +17,20 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
+from tests.doc_blocks import command
 from tests.helpers import TopicReader, eventually, manual_record
 
-from .docker import ROOT, TIMINGS, readme_command, run
+from .docker import (
+    OWNER,
+    PROJECT,
+    ROOT,
+    TIMINGS,
+    claim_project,
+    port_in_use,
+    project_objects,
+    run,
+)
 
-PROJECT = "fluxo-dados"
 SERVICES = ("kafka", "postgres", "api", "scheduler")
 API_PORT, SCHEDULER_PORT, KAFKA_PORT = 28000, 28010, 29094
 ENV = {
@@ -30,47 +38,14 @@ ENV = {
     "SCHEDULER_HOST_PORT": str(SCHEDULER_PORT),
     "KAFKA_HOST_PORT": str(KAFKA_PORT),
     "WEBKAFKA_HOST_PORT": "29030",
-    # The Kafka UI's login, which the README has users add to .env (webkafka is not started).
-    "KAFKA_UI_USERNAME": "admin",
-    "KAFKA_UI_PASSWORD": "compose-test",
 }
-# Present while this test owns the project: only then may it remove an existing one.
-OWNER = ROOT / ".run" / "compose-test.owner"
-TOKEN = "local-dev-token"  # the compose file's default API_TOKEN, which the README uses
+TOKEN = "local-dev-token"  # the compose file's default API_TOKEN, which the docs use
 
 pytestmark = pytest.mark.timeout(600)
 
 
 def compose(*args: str, timeout: float = 300) -> str:
     return run("docker", "compose", *args, env=ENV, timeout=timeout, input="").stdout
-
-
-def project_objects() -> list[str]:
-    label = f"label=com.docker.compose.project={PROJECT}"
-    found = []
-    for kind in ("container", "network", "volume"):
-        ls = ["ps", "-a"] if kind == "container" else [kind, "ls"]
-        names = run("docker", *ls, "-q", "--filter", label).stdout.split()
-        found += [f"{kind} {name}" for name in names]
-    return found
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def claim_project() -> None:
-    """Take the fluxo-dados compose project for this test, or fail if a user's exists."""
-    existing = project_objects()
-    if existing and not OWNER.exists():
-        pytest.fail(
-            f"a compose project named {PROJECT} exists that this test did not create "
-            f"({', '.join(existing)}); the test never removes a user's stack: "
-            "remove it (docker compose down -v drops its data too) and run the test again"
-        )
-    if existing:  # left by an interrupted run of this test
-        compose("down", "-v")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,12 +94,12 @@ def test_api_and_scheduler_run_as_the_dockerfiles_user() -> None:
 
 
 async def test_readme_curl_answers_202_and_the_row_is_in_postgres() -> None:
-    curl = readme_command("curl -X POST http://localhost:8000/produto/manual")
+    curl = command("curl -i -X POST http://localhost:8000/produto/manual")
     curl = curl.replace("localhost:8000", f"localhost:{API_PORT}")
     status = run("bash", "-c", f"{curl} -s -o /dev/null -w '%{{http_code}}'").stdout
     assert status == "202"
 
-    psql = readme_command("docker compose exec postgres psql")
+    psql = command("docker compose exec postgres psql")
 
     async def row() -> bool:
         out = run("bash", "-c", psql, env=ENV).stdout

@@ -5,14 +5,14 @@ python3, ca-certificates and sudo; scripts/docker.sh base), which no run changes
 works in a container of it and removes that container. The checkout is copied in. apt reaches
 Debian's packages; pip and the Kafka jars come from the host's mirror (scripts/docker/mirror.py)
 through pip's PIP_INDEX_URL / PIP_TRUSTED_HOST and the jar list's MAVEN_REPOSITORY_URL.
-curl is not on a bare machine: the test installs it with apt-get after `make up`, to run the
-README's own curl command.
+curl is not on a bare machine: the test installs it with apt-get first, as a user would, since
+the README's commands use it. Then it runs the README's commands, in order and as written
+(tests/doc_blocks.py), in a shell with no variables but the mirrors'.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import tarfile
 import time
@@ -22,9 +22,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.helpers import eventually
+from tests.doc_blocks import following, run_blocks
 
-from .docker import ROOT, TIMINGS, readme_command, run, script
+from .docker import ROOT, TIMINGS, run, script
 
 WORKDIR = "/root/fluxo-dados"
 # Processes left after `make down`: every process but the container's init, its `sleep`,
@@ -81,6 +81,13 @@ class Machine:
         return run("docker", "exec", "-w", WORKDIR, self.name, "bash", "-c", command,
                    timeout=timeout, check=check).stdout  # fmt: skip
 
+    def block(self, text: str, follows_a_log: bool) -> tuple[int, str, str]:
+        """One of the docs' blocks, in the container's shell (its variables: the mirrors')."""
+        shell = following(text) if follows_a_log else text
+        result = run("docker", "exec", "-w", WORKDIR, self.name, "bash", "-c", shell,
+                     timeout=540, check=False)  # fmt: skip
+        return result.returncode, result.stdout, result.stderr
+
 
 @contextmanager
 def bare_machine(suite: str, settings: dict[str, str]) -> Iterator[Machine]:
@@ -119,29 +126,19 @@ def test_without_apt_make_up_names_every_missing_program_in_one_line() -> None:
         assert program in lines[0]
 
 
-@pytest.mark.timeout(600)
-async def test_make_up_on_a_bare_debian(machine: Machine) -> None:
+@pytest.mark.timeout(900)
+def test_the_readmes_commands_on_a_bare_debian(machine: Machine) -> None:
     absent = machine.sh("for p in java mvn psql; do command -v $p || true; done")
     assert absent == "", f"a bare machine has these already: {absent}"
+    machine.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl", timeout=300)
 
     start = time.monotonic()
-    out = machine.sh("make up 2>&1", timeout=540)
+    done = run_blocks(ROOT / "README.md", machine.block)
     took = time.monotonic() - start
-    installed = re.findall(r"^prereqs: installing (.*) with apt-get$", out, re.MULTILINE)
     os_name = machine.sh(". /etc/os-release && echo $PRETTY_NAME").strip()
-    TIMINGS.append(f"fresh {os_name}: make up took {took:.0f} s, installing {installed}")
+    TIMINGS.append(f"fresh {os_name}: the README's {len(done)} commands took {took:.0f} s")
+    TIMINGS.extend(f"fresh {os_name}:   {line}" for line in done)
+    assert done[-1].endswith("make down"), done
 
-    machine.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl")
-    curl = readme_command("curl -X POST http://localhost:8000/produto/manual")
-    psql = readme_command("make psql <<< ")
-    status = machine.sh(f"{curl} -s -o /dev/null -w '%{{http_code}}'")
-    assert status == "202"
-
-    async def row() -> bool:
-        return "12369" in machine.sh(psql)
-
-    await eventually(row, within=30, every=1, what="product 12369 through make psql")
-
-    machine.sh("make down")
     left = machine.sh(f"python3 -c '{LEFT_OVER}'")
     assert left == "", f"make down left these running:\n{left}"
