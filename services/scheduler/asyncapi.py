@@ -27,6 +27,7 @@ from ..common.contracts import EVENT_CONTENT_TYPE, ManualProductSchema, Transfor
 from ..common.http import json_response
 from .config import SchedulerConfig
 from .keys import CONFIG
+from .records import DEAD_LETTER_PREFIX, Poison, UnreadableRecord, dead_letter_headers
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING = "0.5.0"
@@ -134,13 +135,11 @@ DEAD_LETTER_HEADERS: dict[str, Any] = {
     "description": "The original record's headers, kept as they were (a header of its own "
     "named dlq-* is kept as original-dlq-*, so that every dlq-* header is the scheduler's), "
     "plus traceparent when it had none (the trace started for it), plus these.",
+    # The names the scheduler writes, taken from the code that writes them.
     "required": [
-        "dlq-reason",
-        "dlq-stage",
-        "dlq-source-topic",
-        "dlq-source-partition",
-        "dlq-source-offset",
-        "dlq-source-timestamp",
+        name
+        for name, _ in dead_letter_headers(Poison(UnreadableRecord("", 0, 0), "decode", ""))
+        if name.startswith(DEAD_LETTER_PREFIX)
     ],
     "properties": {
         "dlq-reason": header(

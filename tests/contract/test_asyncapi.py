@@ -35,6 +35,7 @@ from services.scheduler.keys import CONFIG
 
 from ..asyncapi_records import Messages
 from ..helpers import (
+    DLQ_HEADERS,
     ROOT,
     TOKEN,
     eventually,
@@ -75,6 +76,10 @@ def test_the_document_is_valid_asyncapi_3(asyncapi_schema: Draft7Validator) -> N
         "produtosPersistidos": "produtos-persistidos",
         "deadLetters": "cadastro-produtos.dlq",
     }
+    # Every dlq-* header the scheduler writes is required and described.
+    dead = doc["components"]["messages"]["DeadLetter"]["headers"]
+    assert dead["required"] == list(DLQ_HEADERS)
+    assert {name for name in dead["properties"] if name.startswith("dlq-")} == set(DLQ_HEADERS)
     operations = {(o["action"], o["channel"]["$ref"]) for o in doc["operations"].values()}
     assert operations == {
         ("send", "#/channels/cadastroProdutos"),
