@@ -177,7 +177,15 @@ async def scheduler_alone(
     config = SchedulerConfig(
         api_tokens=(TOKEN,), api_url="http://127.0.0.1:9", kafka=kafka, consumer_group=unique("g")
     )
-    yield await aiohttp_client(create_app(config))
+    client = await aiohttp_client(create_app(config))
+
+    async def connected() -> bool:
+        # Its Kafka clients up (only the API is missing), so that none is stopped half-started.
+        checks = (await (await client.get("/ready")).json())["checks"]
+        return bool(checks["kafka"] and checks["consumer"])
+
+    await eventually(connected, within=60, what="the scheduler connecting to Kafka")
+    yield client
 
 
 async def test_the_scheduler_serves_the_document_without_a_token(
