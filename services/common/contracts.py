@@ -270,6 +270,13 @@ class TransformedProductSchema(Schema):
     category = _text(NAME_MAX, metadata={"example": "Categoria do Produto"})
 
 
+# The media type of an event on produtos-persistidos and the version of its schema (the
+# TransformedProductSchema). Within a version fields are only added; removing, renaming or
+# retyping one, or making it nullable, is a new version (docs/topics.md), checked against
+# docs/asyncapi-baseline/produtos-persistidos-v<version>.json.
+EVENT_VERSION = 1
+EVENT_CONTENT_TYPE = f"application/json; version={EVENT_VERSION}"
+
 MANUAL_PRODUCT = ManualProductSchema()
 MANUAL_FIELDS = tuple(MANUAL_PRODUCT.fields)  # in the order marshmallow returns them
 TRANSFORMED_PRODUCT = TransformedProductSchema()

@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Paths served without a token: probes, metrics, the documentation and the status page's
-# HTML (which asks for the token to read the protected endpoints).
-PUBLIC_PREFIXES = ("/health", "/ready", "/metrics", "/docs", "/static/swagger")
+# Paths served without a token: probes, metrics, the documentation (OpenAPI and AsyncAPI) and
+# the status page's HTML (which asks for the token to read the protected endpoints).
+PUBLIC_PREFIXES = ("/health", "/ready", "/metrics", "/docs", "/static/swagger", "/asyncapi")
 PUBLIC_PATHS = frozenset({"/"})
 
 
