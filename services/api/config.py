@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..common.config import ConfigError, Env, KafkaConfig, RetryConfig, api_tokens
+from ..common.config import ConfigError, Env, HttpConfig, KafkaConfig, RetryConfig, api_tokens
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
@@ -57,6 +57,7 @@ class ApiConfig:
     port: int = 8000
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     database_pool_size: int = 10
     max_body_bytes: int = 8 * 1024 * 1024
     outbox_batch_size: int = 1000
@@ -72,6 +73,7 @@ class ApiConfig:
             port=env.port("API_PORT", cls.port),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),
+            http=HttpConfig.from_env(env),
             database_pool_size=env.integer("DATABASE_POOL_SIZE", cls.database_pool_size, minimum=1),
             max_body_bytes=env.integer("API_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             outbox_batch_size=env.integer("OUTBOX_BATCH_SIZE", cls.outbox_batch_size, minimum=1),

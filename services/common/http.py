@@ -91,6 +91,9 @@ def bearer_auth(tokens: Sequence[str]) -> Middleware:
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Two tokens: which one decides would differ between this service and a proxy.
+        if len(request.headers.getall("Authorization", ())) > 1:
+            raise ApiError(400, "Send one Authorization header.")
         if (
             request.path not in PUBLIC_PATHS
             and not request.path.startswith(PUBLIC_PREFIXES)

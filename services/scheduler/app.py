@@ -36,7 +36,7 @@ DESCRIPTION = (
 def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     metrics = SchedulerMetrics()
-    app = service_app(config.api_tokens, metrics, tracing or Tracing())
+    app = service_app(config.api_tokens, metrics, tracing or Tracing(), config.http)
     app[CONFIG] = config
     app[METRICS] = metrics
     app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx])
