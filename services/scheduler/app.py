@@ -15,6 +15,7 @@ from ..common.metrics import SchedulerMetrics
 from ..common.service import cancel_and_wait, service_app
 from ..common.tracing import TRACING, Tracing
 from .api_client import ApiClient
+from .asyncapi import setup_asyncapi
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
 from .flow import Flow
@@ -26,18 +27,21 @@ log = logging.getLogger(__name__)
 DESCRIPTION = (
     "Consumes cadastro-produtos, transforms each record and hands it to the API; "
     "operator endpoints pause, resume and replay consumption. "
-    "Authorize with 'Bearer <API_TOKEN>'."
+    "Authorize with 'Bearer <API_TOKEN>'.\n\n"
+    "The Kafka side (topics, record schemas, headers, dead letters) is described by an "
+    "AsyncAPI document: [rendered](/asyncapi), or as [JSON](/asyncapi.json)."
 )
 
 
 def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     metrics = SchedulerMetrics()
-    app = service_app(config.api_tokens, metrics, tracing or Tracing())
+    app = service_app(config.api_tokens, metrics, tracing or Tracing(), config.http)
     app[CONFIG] = config
     app[METRICS] = metrics
     app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx])
     app.router.add_routes(routes)
+    setup_asyncapi(app)
     setup_docs(
         app,
         "fluxo-dados scheduler",
