@@ -157,14 +157,19 @@ Item = tuple[TransformedProduct, Source | None]
 def newest_per_id(items: Sequence[Item]) -> dict[str, int]:
     """For each id, the index of the item that wins when the items arrive in their order
     (``supersedes``): a statement may write a row only once, and the others lose to it."""
-    newest: dict[str, tuple[int, Position]] = {}
-    for index, (product, source) in enumerate(items):
+
+    def position(index: int) -> Position:
+        product, source = items[index]
+        return Position(product["availability"]["timestamp"], source)
+
+    newest: dict[str, int] = {}
+    for index, (product, _) in enumerate(items):
         key = product["id"]
-        position = Position(product["availability"]["timestamp"], source)
         current = newest.get(key)
-        if current is None or supersedes(position, current[1]):
-            newest[key] = (index, position)
-    return {key: index for key, (index, _) in newest.items()}
+        # Positions are built only for an id seen before: most batches repeat none.
+        if current is None or supersedes(position(index), position(current)):
+            newest[key] = index
+    return newest
 
 
 async def upsert_products(

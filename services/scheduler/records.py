@@ -5,6 +5,7 @@ Pure functions: no I/O, so each rule is unit-tested on plain records.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,13 +98,13 @@ class Intake:
     tolerance: float = FUTURE_TIMESTAMP_TOLERANCE
     incarnations: Mapping[str, str | None] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def latest_ms(self) -> int:
-        """The latest record timestamp accepted, in Kafka's milliseconds."""
+        """The latest record timestamp accepted, in Kafka's milliseconds (read per record)."""
         return int((self.now.timestamp() + self.tolerance) * 1000)
 
 
-def now() -> Intake:
+def current_intake() -> Intake:
     """An intake at the current time, with the default tolerance and no incarnation."""
     return Intake(datetime.now(UTC))
 
@@ -113,7 +114,7 @@ def to_work(record: KafkaRecord, trace: Trace | None = None, intake: Intake | No
 
     A record stamped further ahead than the intake allows is poison (stage validate).
     """
-    intake = intake or now()
+    intake = intake or current_intake()
     product = decode(record.value)
     if record.timestamp > intake.latest_ms and (reason := ahead(record.timestamp, intake)):
         raise PoisonError("validate", reason)
@@ -147,7 +148,7 @@ def prepare(
     records: Iterable[KafkaRecord], intake: Intake | None = None
 ) -> tuple[list[Work], list[Poison]]:
     """Split fetched records into work for the API and poison for the dead-letter topic."""
-    intake = intake or now()
+    intake = intake or current_intake()
     work: list[Work] = []
     poison: list[Poison] = []
     for record in records:
