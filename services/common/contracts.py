@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import decimal
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypedDict, cast
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -34,7 +34,7 @@ CURRENCY_PATTERN = "[A-Z]{3}"
 # Only real days of the years 1970 to 2099 and each field within its range, so that what the
 # pattern accepts is what the check accepts, but for what a pattern cannot say: the first
 # hours of 1970 written with an offset ahead of UTC, and the end of the range, which moves
-# with the clock (FUTURE_MARGIN).
+# with the clock (FUTURE_TIMESTAMP_TOLERANCE_SECONDS, below).
 _YEAR = "(19[7-9][0-9]|20[0-9]{2})"
 _LEAP_YEAR = "(197[26]|198[048]|199[26]|20[02468][048]|20[13579][26])"  # 2000 is one
 _MONTH_DAY = (
@@ -46,12 +46,14 @@ _DATE = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
 _TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
 TIMESTAMP_PATTERN = rf"{_DATE}T{_TIME}(\.[0-9]{{1,3}})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-# How far ahead of this server's clock a timestamp may be (clock skew between machines); a
-# timestamp further ahead would make every later record of its product look older.
-FUTURE_MARGIN = timedelta(days=1)
+# The upper bound (FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's clock) is a setting,
+# checked where a record is persisted (services/common/ordering.py, too_far_ahead).
 TIMESTAMP_RANGE = (
-    "From 1970-01-01T00:00:00Z to one day after the server's current time, with a Z or an "
-    "offset and at most millisecond precision."
+    "From 1970-01-01T00:00:00Z on, with a Z or an offset and at most millisecond precision."
+)
+FUTURE_BOUND = (
+    "A record stamped more than FUTURE_TIMESTAMP_TOLERANCE_SECONDS (60 by default) after the "
+    "server's clock is refused."
 )
 
 _BLANK = re.compile(f"[{WHITESPACE}]*")
@@ -78,7 +80,7 @@ def parse_timestamp(value: Any) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"Not a valid date and time: {value}.") from None
-    if not EARLIEST <= moment <= datetime.now(UTC) + FUTURE_MARGIN:
+    if moment < EARLIEST:
         raise ValueError(f"Out of range. {TIMESTAMP_RANGE}")
     return moment
 
@@ -253,7 +255,9 @@ class AvailabilitySchema(Schema):
         unknown = EXCLUDE
 
     quantity = _quantity(metadata={"example": 50})
-    timestamp = UtcDateTime(required=True, metadata={"example": "2024-06-12T12:00:00.000Z"})
+    timestamp = UtcDateTime(
+        required=True, metadata={"example": "2024-06-12T12:00:00.000Z", "description": FUTURE_BOUND}
+    )
 
 
 class TransformedProductSchema(Schema):

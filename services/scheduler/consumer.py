@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from ..common.kafka import (
     ensure_topics,
     fetcher_running,
     stop_consumer,
+    topic_ids,
 )
 from ..common.metrics import SchedulerMetrics
 from ..common.retry import Stopped, retry, until_stopped
@@ -43,6 +44,7 @@ from ..common.tracing import SpanKind, Tracing
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
 from .records import (
+    Intake,
     Poison,
     Work,
     dead_letter_headers,
@@ -63,6 +65,10 @@ RECENT_DEAD_LETTERS = 20
 REVOKE_WAIT = 30.0
 # Longest wait of /status for the broker's answers.
 STATUS_WAIT = 5.0
+# How often the consumer reads the cluster's metadata unasked (aiokafka's default is 5
+# minutes). A consumer whose topic was deleted holds no partition and fetches nothing, so
+# nothing else tells it that the topic was created again: this is how long it may wait.
+METADATA_MAX_AGE_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,12 @@ class ProductConsumer:
         self._replays: asyncio.Queue[tuple[Replay, asyncio.Future[dict[str, int]]]] = (
             asyncio.Queue()
         )
+        # Kafka's id of each consumed topic (its incarnation), sent with every record so that
+        # the offsets of a topic deleted and created again are not compared with the old
+        # one's; read again when a partition's offsets go back (see _know_incarnations).
+        self._incarnations: dict[str, str | None] = {}
+        self._incarnations_stale = True  # set by each assignment
+        self._next_offsets: dict[TopicPartition, int] = {}
         self.state = "starting"
 
     @property
@@ -206,6 +218,7 @@ class ProductConsumer:
                     await self._past_unreadable(consumer)
                     batches = {}
                 if batches:
+                    await self._know_incarnations(consumer, batches)
                     self._start_delivery(consumer, batches)
                 # Overlap: the next batch is fetched and prepared while this one is at the
                 # API; wait only when too many are in flight or nothing new arrived.
@@ -306,6 +319,7 @@ class ProductConsumer:
             max_partition_fetch_bytes=2 * 1024 * 1024,
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
             fetch_min_bytes=self._config.fetch_min_bytes,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         consumer.subscribe([kafka.topic_cadastro], listener=_Rebalance(self))
         try:
@@ -318,6 +332,36 @@ class ProductConsumer:
 
     # --- batches -----------------------------------------------------------------
 
+    async def _know_incarnations(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        """Read the topic ids again when a topic is new here or a partition's offsets went
+        back: a recreated topic starts again at 0 (the consumer's position is reset to it),
+        as does a replay, for which the id read is the same."""
+        stale = {
+            tp.topic
+            for tp, records in batches.items()
+            if self._incarnations_stale
+            or tp.topic not in self._incarnations
+            or records[0].offset < self._next_offsets.get(tp, 0)
+        }
+        if not stale:
+            return
+        async with asyncio.timeout(STATUS_WAIT):
+            found = await topic_ids(consumer, sorted(stale))
+        self._incarnations_stale = False
+        for topic, incarnation in found.items():
+            if topic in self._incarnations and self._incarnations[topic] != incarnation:
+                log.warning(
+                    "topic %s has a new id (%s, was %s): it was deleted and created again",
+                    topic,
+                    incarnation,
+                    self._incarnations[topic],
+                )
+            self._incarnations[topic] = incarnation
+
     def _start_delivery(
         self,
         consumer: AIOKafkaConsumer,
@@ -325,8 +369,12 @@ class ProductConsumer:
     ) -> None:
         records = [record for partition in batches.values() for record in partition]
         self._metrics.records.inc(len(records))
-        work, poison = prepare(records)
+        intake = Intake(
+            datetime.now(UTC), self._config.future_timestamp_tolerance, dict(self._incarnations)
+        )
+        work, poison = prepare(records, intake)
         offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
+        self._next_offsets.update(offsets)
         ranges = ", ".join(
             f"{tp.topic}[{tp.partition}]@{partition[0].offset}-{partition[-1].offset}"
             for tp, partition in batches.items()
@@ -651,6 +699,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        # The topic may have been deleted and created again meanwhile: its id is read again.
+        self._owner._incarnations_stale = True
         if self._owner._operator_paused and self._owner._consumer is not None:
             self._owner._consumer.pause(*assigned)
 

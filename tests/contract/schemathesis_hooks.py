@@ -3,11 +3,11 @@
 Every bound a schema can express is in the documents (the timestamp pattern names real days
 of the years 1970 to 2099); these hooks cover what depends on the moment or on Kafka.
 
-A timestamp's range ends one day after the server's clock: generated date-times stay within
-1970 and now, in the documented form (a Z or an offset, milliseconds at most), and a case
-meant to be valid whose timestamp matches the pattern but lies past that end (or in the
-first hours of 1970 written with an offset ahead of UTC, before the range starts) is not sent
-as valid.
+A record's timestamp may be at most FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's
+clock: generated date-times stay within 1970 and now, in the documented form (a Z or an
+offset, milliseconds at most), and a case meant to be valid whose timestamp matches the
+pattern but lies past that end (or in the first hours of 1970 written with an offset ahead
+of UTC, before the range starts) is not sent as valid.
 
 A replay's offsets must also lie within each partition's current range, which a schema
 cannot say either: a case meant to be valid replays from offset 0, which every partition of
@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from services.common.contracts import TIMESTAMP_PATTERN, parse_timestamp
+from services.common.ordering import FUTURE_TIMESTAMP_TOLERANCE, too_far_ahead
 
 
 def _render(moment: datetime, offset_minutes: int, millis: bool) -> str:
@@ -64,15 +65,15 @@ def timestamps(value: Any) -> list[Any]:
 
 
 def out_of_the_moments_range(value: str) -> bool:
-    """A timestamp the pattern accepts whose instant the check refuses: past the clock's
-    margin, or just before 1970 (anything else the pattern accepts, the check accepts)."""
+    """A timestamp the pattern accepts whose instant is refused: past the future tolerance,
+    or just before 1970 (anything else the pattern accepts, the check accepts)."""
     if not re.fullmatch(TIMESTAMP_PATTERN, value):
         return False  # refused by the schema already: sent as it is
     try:
-        parse_timestamp(value)
+        moment = parse_timestamp(value)
     except ValueError:
         return True
-    return False
+    return too_far_ahead(moment, datetime.now(UTC), FUTURE_TIMESTAMP_TOLERANCE) is not None
 
 
 @schemathesis.hook

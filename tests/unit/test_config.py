@@ -74,6 +74,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             "HTTP_BODY_TIMEOUT_SECONDS": "20.5",
             "HTTP_KEEPALIVE_TIMEOUT_SECONDS": "120",
             "HTTP_MAX_CONNECTIONS": "4000",
+            "FUTURE_TIMESTAMP_TOLERANCE_SECONDS": "5",
         }
     )
 
@@ -98,6 +99,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
         max_body_bytes=1048576,
         outbox_batch_size=250,
         outbox_poll_interval=0.25,
+        future_timestamp_tolerance=5.0,
     )
 
 
@@ -118,6 +120,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
             "SCHEDULER_STALL_TIMEOUT": "12",
             "RETRY_MAX_DELAY": "1",
             "HTTP_MAX_CONNECTIONS": "50",
+            "FUTURE_TIMESTAMP_TOLERANCE_SECONDS": "0.5",
         }
     )
 
@@ -136,6 +139,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         fetch_max_wait_ms=100,
         fetch_min_bytes=1,
         stall_timeout=12.0,
+        future_timestamp_tolerance=0.5,
     )
 
 
@@ -201,6 +205,7 @@ def test_the_scheduler_names_a_missing_token(environ: dict[str, str]) -> None:
         ("HTTP_BODY_TIMEOUT_SECONDS", "never"),
         ("HTTP_KEEPALIVE_TIMEOUT_SECONDS", "-1"),
         ("HTTP_MAX_CONNECTIONS", "0"),
+        ("FUTURE_TIMESTAMP_TOLERANCE_SECONDS", "-1"),
     ],
 )
 def test_the_api_names_a_malformed_variable(variable: str, value: str) -> None:
@@ -223,6 +228,7 @@ def test_the_api_names_a_malformed_variable(variable: str, value: str) -> None:
         ("KAFKA_TOPIC_PARTITIONS", "0"),
         ("KAFKA_TOPIC_PARTITIONS", "-3"),
         ("HTTP_MAX_CONNECTIONS", "many"),
+        ("FUTURE_TIMESTAMP_TOLERANCE_SECONDS", "a minute"),
     ],
 )
 def test_the_scheduler_names_a_malformed_variable(variable: str, value: str) -> None:
