@@ -78,7 +78,7 @@ def isolated_kafka(partitions: int = 3) -> KafkaConfig:
         topic_dlq=f"{run}.cadastro-produtos.dlq",
         partitions=partitions,
     )
-    SESSION_TOPICS.update((config.topic_cadastro, config.topic_persistidos, config.topic_dlq))
+    SESSION_TOPICS.update(config.topics)
     return config
 
 

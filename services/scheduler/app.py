@@ -17,15 +17,17 @@ from ..common.tracing import TRACING, Tracing
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
+from .dead_letter_handlers import routes as dead_letter_routes
 from .flow import Flow
 from .handlers import replay_spec, routes
-from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW, METRICS
+from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW, METRICS, REDRIVER
+from .redrives import RedriveLog, Redriver
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Consumes cadastro-produtos, transforms each record and hands it to the API; "
-    "operator endpoints pause, resume and replay consumption. "
+    "operator endpoints pause, resume and replay consumption, and re-drive dead letters. "
     "Authorize with 'Bearer <API_TOKEN>'."
 )
 
@@ -36,8 +38,9 @@ def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.A
     app = service_app(config.api_tokens, metrics, tracing or Tracing())
     app[CONFIG] = config
     app[METRICS] = metrics
-    app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx])
+    app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx, redrives_ctx])
     app.router.add_routes(routes)
+    app.router.add_routes(dead_letter_routes)
     setup_docs(
         app,
         "fluxo-dados scheduler",
@@ -94,3 +97,22 @@ async def flow_ctx(app: web.Application) -> AsyncIterator[None]:
         sampling = asyncio.create_task(flow.run(), name="flow-sampler")
         yield
         await cancel_and_wait(sampling)
+
+
+async def redrives_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Re-drives of dead letters, on Kafka clients of their own (see ``redrives``)."""
+    config = app[CONFIG]
+    producer = ManagedProducer(config.kafka, config.retry)
+    state = RedriveLog(config.kafka, config.retry, producer)
+    app[REDRIVER] = Redriver(config.kafka, producer, state, app[METRICS])
+
+    async def run() -> None:
+        await producer.start()  # creates the state topic when missing
+        await state.run()
+
+    running = asyncio.create_task(run(), name="redrive-state")
+    yield
+    state.stop()
+    await cancel_and_wait(running)
+    await app[REDRIVER].stop()
+    await producer.stop()

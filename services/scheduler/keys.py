@@ -8,6 +8,7 @@ from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
 from .flow import Flow
+from .redrives import Redriver
 
 CONFIG = web.AppKey("config", SchedulerConfig)
 METRICS = web.AppKey("metrics", SchedulerMetrics)
@@ -15,3 +16,4 @@ API = web.AppKey("api", ApiClient)
 DEAD_LETTERS = web.AppKey("dead_letters", ManagedProducer)
 CONSUMER = web.AppKey("consumer", ProductConsumer)
 FLOW = web.AppKey("flow", Flow)
+REDRIVER = web.AppKey("redriver", Redriver)

@@ -13,6 +13,7 @@ from marshmallow import ValidationError
 
 from ..common import jsoncodec
 from ..common.contracts import ManualProduct, check_manual, field_errors
+from ..common.kafka import OFFSET_MAX, PARTITION_MAX
 from ..common.tracing import TRACEPARENT, Trace, record_trace
 from ..common.transform import transform
 
@@ -86,22 +87,75 @@ def invalid_fields(messages: Any) -> str:
 
 
 def to_work(record: KafkaRecord, trace: Trace | None = None) -> Work:
-    """The API batch item of a record: the transformed product, its source and its trace."""
+    """The API batch item of a record: the transformed product, its source and its trace.
+
+    A re-driven dead letter is ordered by its original coordinates (``redrive-of``; its
+    timestamp is the original one already), never as the newer write its offset says.
+    """
     product = transform(decode(record.value), record.timestamp)
     trace = trace or record_trace(record.headers)
+    source = redrive_of(record.headers) or Coordinates(
+        record.topic, record.partition, record.offset
+    )
     return Work(
         record,
         {
             "product": product,
             "source": {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
             },
             "traceparent": trace.traceparent,
         },
         trace,
     )
+
+
+REDRIVE_OF = "redrive-of"
+
+
+@dataclass(frozen=True, order=True)
+class Coordinates:
+    """Where a source record sits on its topic."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Coordinates | None:
+        """``topic/partition/offset``, or None when it is not that (topic names hold no
+        slash)."""
+        parts = text.rsplit("/", 2)
+        if len(parts) != 3 or not parts[0] or "/" in parts[0]:
+            return None
+        topic, partition, offset = parts
+        if not (partition.isascii() and partition.isdigit()):
+            return None
+        if not (offset.isascii() and offset.isdigit()):
+            return None
+        if int(partition) > PARTITION_MAX or int(offset) > OFFSET_MAX:
+            return None
+        return cls(topic, int(partition), int(offset))
+
+
+def header(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:
+    """The last value of header ``name`` as text, or None."""
+    found: str | None = None
+    for key, value in headers:
+        if key == name and value is not None:
+            found = value.decode("utf-8", "replace")
+    return found
+
+
+def redrive_of(headers: Iterable[tuple[str, bytes | None]]) -> Coordinates | None:
+    """The original source coordinates a re-driven record carries, when valid."""
+    text = header(headers, REDRIVE_OF)
+    return Coordinates.parse(text) if text is not None else None
 
 
 def prepare(records: Iterable[KafkaRecord]) -> tuple[list[Work], list[Poison]]:
