@@ -9,6 +9,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
 
 import bench.database
 from services.api.relay_slots import SLOT_LOCKS
@@ -242,11 +244,36 @@ def events_by_product(
 
 
 async def produce(topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> None:
+    await produce_placed(topic, (Placed(key, value) for key, value in records))
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A record to produce where and when a test says: its partition (None: the key's) and
+    its timestamp in ms (None: the producer's clock)."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    timestamp_ms: int | None = None
+
+
+async def produce_placed(topic: str, records: Iterable[Placed]) -> list[RecordMetadata]:
+    """Produce ``records`` in order and return where each landed."""
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
     await producer.start()
     try:
-        deliveries = [await producer.send(topic, key=key, value=value) for key, value in records]
-        await asyncio.gather(*deliveries)
+        deliveries = [
+            await producer.send(
+                topic,
+                key=record.key,
+                value=record.value,
+                partition=record.partition,
+                timestamp_ms=record.timestamp_ms,
+            )
+            for record in records
+        ]
+        return list(await asyncio.gather(*deliveries))
     finally:
         await producer.stop()
 

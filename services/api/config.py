@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..common.config import ConfigError, Env, KafkaConfig, RetryConfig, api_tokens
+from ..common.config import (
+    ConfigError,
+    Env,
+    KafkaConfig,
+    RetryConfig,
+    api_tokens,
+    future_timestamp_tolerance,
+)
+from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
@@ -62,6 +70,8 @@ class ApiConfig:
     outbox_batch_size: int = 1000
     outbox_poll_interval: float = 1.0
     sql_dir: Path = SQL_DIR
+    # Seconds a record's availability timestamp may be ahead of this server's clock.
+    future_timestamp_tolerance: float = FUTURE_TIMESTAMP_TOLERANCE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApiConfig:
@@ -78,4 +88,5 @@ class ApiConfig:
             outbox_poll_interval=env.number(
                 "OUTBOX_POLL_INTERVAL", cls.outbox_poll_interval, minimum=0.01
             ),
+            future_timestamp_tolerance=future_timestamp_tolerance(env),
         )

@@ -9,6 +9,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -32,6 +33,7 @@ from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, json_bo
 from ..common.errors import ApiError, Unavailable
 from ..common.http import invalid, json_response, read_json
 from ..common.kafka import Outgoing
+from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE, too_far_ahead
 from ..common.tracing import TRACING, SpanKind, Trace, parse, trace_of
 from . import repository, schemas
 from .database import Connection
@@ -60,6 +62,7 @@ TRANSFORMED_EXAMPLE = {
     "category": "Categoria do Produto",
 }
 _TOPIC = re.compile(schemas.TOPIC_PATTERN)
+_INCARNATION = re.compile(schemas.INCARNATION_PATTERN)
 _INTEGER = re.compile(r"[+-]?[0-9]{1,6}")
 LIST_MAX = 1000
 STATUS = {Outcome.CREATED: 201, Outcome.UPDATED: 200, Outcome.UNCHANGED: 200}
@@ -198,8 +201,10 @@ async def persist(
 )
 @response_schema(schemas.PersistedSchema, 201, description="Created.")
 async def persist_one(request: web.Request) -> web.Response:
+    tolerance = request.app[CONFIG].future_timestamp_tolerance
     try:
         product = load_transformed(await read_json(request))
+        refuse_ahead(product, datetime.now(UTC), tolerance)
     except ValidationError as error:
         raise invalid(error) from None
     trace = trace_of(request)
@@ -254,9 +259,12 @@ async def persist_batch(request: web.Request) -> web.Response:
     traces: dict[int, Trace] = {}  # the trace of each valid item, by its index
     pending: list[dict[str, Any]] = []  # the results of the valid items, in their order
     products = load_products(items)
+    now, tolerance = datetime.now(UTC), request.app[CONFIG].future_timestamp_tolerance
     for index, item in enumerate(items):
         try:
-            product, source = load_item(item, products[index] if products else None)
+            product, source = load_item(
+                item, products[index] if products else None, now=now, tolerance=tolerance
+            )
         except ValidationError as error:
             results.append(
                 {
@@ -342,20 +350,34 @@ def load_products(items: list[Any]) -> list[TransformedProduct] | None:
         return None
 
 
+def refuse_ahead(product: TransformedProduct, now: datetime, tolerance: float) -> None:
+    """Raise ``ValidationError`` naming the availability timestamp when it is more than
+    ``tolerance`` seconds after ``now`` (it would beat every later write of the product)."""
+    reason = too_far_ahead(product["availability"]["timestamp"], now, tolerance)
+    if reason is not None:
+        raise ValidationError({"availability": {"timestamp": [f"Too far ahead: {reason}."]}})
+
+
 def load_item(
-    item: Any, product: TransformedProduct | None = None
+    item: Any,
+    product: TransformedProduct | None = None,
+    *,
+    now: datetime | None = None,
+    tolerance: float = FUTURE_TIMESTAMP_TOLERANCE,
 ) -> tuple[TransformedProduct, Source | None]:
     """Validate a batch item: the product with its contract (unless ``product`` is the
-    item's product validated already), the source by hand (three plain fields, checked on
-    the hot path without a second schema)."""
+    item's product validated already) and no further ahead of ``now`` (by default the
+    current time) than ``tolerance`` seconds, the source by hand (a few plain fields,
+    checked on the hot path without a second schema)."""
     if not isinstance(item, dict):
         raise ValidationError({"_schema": ["Expected a JSON object."]})
     errors: dict[str, Any] = {}
-    if product is None:
-        try:
+    try:
+        if product is None:
             product = load_transformed(item.get("product"))
-        except ValidationError as error:
-            errors["product"] = field_errors(error)
+        refuse_ahead(product, now or datetime.now(UTC), tolerance)
+    except ValidationError as error:
+        errors["product"] = field_errors(error)
     source = None
     if item.get("source") is not None:
         try:
@@ -371,9 +393,14 @@ def load_source(data: Any) -> Source:
     if not isinstance(data, dict):
         raise ValidationError({"_schema": ["Expected a JSON object."]})
     topic, partition, offset = data.get("topic"), data.get("partition"), data.get("offset")
+    incarnation = data.get("incarnation")
     errors: dict[str, list[str]] = {}
     if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
         errors["topic"] = ["Must be a Kafka topic name: 1 to 249 of a-z A-Z 0-9 . _ -."]
+    if incarnation is not None and (
+        not isinstance(incarnation, str) or not _INCARNATION.fullmatch(incarnation)
+    ):
+        errors["incarnation"] = ["Must be 1 to 64 of a-z A-Z 0-9 _ -, or null."]
     for name, value, maximum in (
         ("partition", partition, schemas.PARTITION_MAX),
         ("offset", offset, schemas.OFFSET_MAX),
@@ -382,7 +409,7 @@ def load_source(data: Any) -> Source:
             errors[name] = [f"Must be an integer from 0 to {maximum}."]
     if errors:
         raise ValidationError(errors)
-    return Source(topic, partition, offset)  # type: ignore[arg-type]
+    return Source(topic, partition, offset, incarnation)  # type: ignore[arg-type]
 
 
 def _id_of(item: Any) -> str | None:

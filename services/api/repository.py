@@ -13,17 +13,11 @@ import asyncpg
 
 from ..common import jsoncodec
 from ..common.contracts import TransformedProduct
+from ..common.ordering import Position, Source, supersedes
 from ..common.transform import format_timestamp
 from .database import Connection
 
-
-@dataclass(frozen=True)
-class Source:
-    """The Kafka record a transformed product came from."""
-
-    topic: str
-    partition: int
-    offset: int
+__all__ = ["Outcome", "Source", "newest_per_id", "upsert_products"]
 
 
 class Outcome(StrEnum):
@@ -39,11 +33,12 @@ DOCUMENT_COLUMNS = (
 )
 
 # Upsert the batch and enqueue its events in one statement, atomic by itself (no BEGIN and
-# COMMIT round trips). A row changes only for a newer source record (availability
-# timestamp, then offset) with different content, so a replay never regresses a row and a
-# duplicate changes nothing. Rows are written (and so locked) in id order: two statements
-# writing the same products wait for each other instead of deadlocking. Each row inserted
-# or changed gets its event ($12, the API's encoding of the record), in id order, with the
+# COMMIT round trips). A row changes only for a write that supersedes it (the rule of
+# services/common/ordering.py, as product_write_supersedes in sql/006_write_order.sql) with
+# different content, so a replay never regresses a row and a duplicate changes nothing.
+# Rows are written (and so locked) in id order: two statements writing the same products
+# wait for each other instead of deadlocking. Each row inserted or changed gets its event
+# ($13, the API's encoding of the record), in id order, with the
 # source record's timestamp when it came from Kafka (where the end-to-end latency starts);
 # the statement returns those rows.
 UPSERT_PRODUCTS = """
@@ -51,17 +46,19 @@ WITH input AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::integer[],
         $7::timestamptz[], $8::text[], $9::text[], $10::integer[], $11::bigint[],
-        $12::text[], $13::text[]
+        $12::text[], $13::text[], $14::text[]
     ) AS t(id, name, description, price_amount, price_currency, stock_quantity,
            availability_timestamp, category, source_topic, source_partition, source_offset,
-           payload, traceparent)
+           source_incarnation, payload, traceparent)
 ),
 written AS (
     INSERT INTO products AS p (
         id, name, description, price_amount, price_currency, stock_quantity,
-        availability_timestamp, category, source_topic, source_partition, source_offset)
+        availability_timestamp, category, source_topic, source_partition, source_offset,
+        source_incarnation)
     SELECT id, name, description, price_amount, price_currency, stock_quantity,
-           availability_timestamp, category, source_topic, source_partition, source_offset
+           availability_timestamp, category, source_topic, source_partition, source_offset,
+           source_incarnation
     FROM input ORDER BY id
     ON CONFLICT (id) DO UPDATE SET
         name = EXCLUDED.name,
@@ -74,9 +71,13 @@ written AS (
         source_topic = EXCLUDED.source_topic,
         source_partition = EXCLUDED.source_partition,
         source_offset = EXCLUDED.source_offset,
+        source_incarnation = EXCLUDED.source_incarnation,
         updated_at = now()
-    WHERE (EXCLUDED.availability_timestamp, coalesce(EXCLUDED.source_offset, -1))
-          > (p.availability_timestamp, coalesce(p.source_offset, -1))
+    WHERE product_write_supersedes(
+              EXCLUDED.availability_timestamp, EXCLUDED.source_topic, EXCLUDED.source_partition,
+              EXCLUDED.source_offset, EXCLUDED.source_incarnation,
+              p.availability_timestamp, p.source_topic, p.source_partition, p.source_offset,
+              p.source_incarnation)
       AND (EXCLUDED.name, EXCLUDED.description, EXCLUDED.price_amount,
            EXCLUDED.price_currency, EXCLUDED.stock_quantity,
            EXCLUDED.availability_timestamp, EXCLUDED.category)
@@ -87,7 +88,7 @@ written AS (
 ),
 events AS (
     INSERT INTO outbox (topic, key, payload, traceparent, source_timestamp)
-    SELECT $14, i.id, i.payload::json, i.traceparent,
+    SELECT $15, i.id, i.payload::json, i.traceparent,
            CASE WHEN i.source_topic IS NOT NULL THEN i.availability_timestamp END
     FROM written w JOIN input i ON i.id = w.id
     ORDER BY i.id
@@ -156,19 +157,16 @@ Item = tuple[TransformedProduct, Source | None]
 
 
 def newest_per_id(items: Sequence[Item]) -> dict[str, int]:
-    """For each id, the index of its newest item (source timestamp, then offset; the first
-    of equals): a statement may write a row only once, and the others lose to it."""
-
-    def rank(index: int) -> tuple[Any, int]:
-        product, source = items[index]
-        return (product["availability"]["timestamp"], source.offset if source else -1)
-
-    newest: dict[str, int] = {}
-    for index, (product, _) in enumerate(items):
+    """For each id, the index of the item that wins when the items arrive in their order
+    (``supersedes``): a statement may write a row only once, and the others lose to it."""
+    newest: dict[str, tuple[int, Position]] = {}
+    for index, (product, source) in enumerate(items):
         key = product["id"]
-        if key not in newest or rank(index) > rank(newest[key]):
-            newest[key] = index
-    return newest
+        position = Position(product["availability"]["timestamp"], source)
+        current = newest.get(key)
+        if current is None or supersedes(position, current[1]):
+            newest[key] = (index, position)
+    return {key: index for key, (index, _) in newest.items()}
 
 
 async def upsert_products(
@@ -184,7 +182,7 @@ async def upsert_products(
     event. One statement: products and outbox commit together or not at all.
     """
     newest = newest_per_id(items)
-    columns: list[list[Any]] = [[] for _ in range(13)]
+    columns: list[list[Any]] = [[] for _ in range(14)]
     for product_id in sorted(newest):
         index = newest[product_id]
         product, source = items[index]
@@ -194,6 +192,7 @@ async def upsert_products(
             source.topic if source else None,
             source.partition if source else None,
             source.offset if source else None,
+            source.incarnation if source else None,
             # The event is encode_product of the row, without reading it back: the columns
             # hold the record's values exactly (cents fit NUMERIC(14, 2), milliseconds fit
             # timestamptz), and the encoding writes the amount as a number, the instant in UTC.

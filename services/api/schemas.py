@@ -16,6 +16,9 @@ MAX_BATCH = 5000
 TOPIC_PATTERN = "[a-zA-Z0-9._-]{1,249}"
 PARTITION_MAX = 2**31 - 1
 OFFSET_MAX = 2**63 - 1
+# Kafka's topic ids as its tools print them (22 characters of URL-safe base64), and room
+# for other markers of a topic's incarnation.
+INCARNATION_PATTERN = "[a-zA-Z0-9_-]{1,64}"
 
 
 class ManualAcceptedSchema(Schema):
@@ -46,6 +49,17 @@ class SourceSchema(Schema):
     )
     offset = fields.Integer(
         required=True, strict=True, validate=validate.Range(min=0, max=OFFSET_MAX)
+    )
+    incarnation = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "The source topic's id. A topic deleted and created again under "
+            "the same name has a new one: its offsets are then not compared with the old "
+            "topic's. Within one partition of one incarnation the higher offset wins; "
+            "otherwise the later availability.timestamp.",
+            "example": "hBDh2oC1RjqXs2pCBdV5Tw",
+            "pattern": f"^{INCARNATION_PATTERN}$",
+        },
     )
 
 

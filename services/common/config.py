@@ -15,6 +15,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .ordering import FUTURE_TIMESTAMP_TOLERANCE
+
 
 def local_environ(directory: Path) -> dict[str, str]:
     """The settings a local run sees: ``.env.example``, then ``.env``, then the environment.
@@ -122,6 +124,12 @@ def api_tokens(env: Env) -> tuple[str, ...]:
                 "(then trailing '=')"
             )
     return tokens
+
+
+def future_timestamp_tolerance(env: Env) -> float:
+    """``FUTURE_TIMESTAMP_TOLERANCE_SECONDS``: how far ahead of the server's clock a record's
+    timestamp may be (clock skew between machines); both services refuse one further ahead."""
+    return env.number("FUTURE_TIMESTAMP_TOLERANCE_SECONDS", FUTURE_TIMESTAMP_TOLERANCE)
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

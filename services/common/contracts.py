@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import decimal
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypedDict, cast
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -35,12 +35,12 @@ TIMESTAMP_PATTERN = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})?(Z|[+-][0-9]{2}:[0-9]{2})"
 )
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-# How far ahead of this server's clock a timestamp may be (clock skew between machines); a
-# timestamp further ahead would make every later record of its product look older.
-FUTURE_MARGIN = timedelta(days=1)
+# The upper bound (FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's clock) is a setting,
+# checked where a record is persisted (services/common/ordering.py, too_far_ahead).
 TIMESTAMP_RANGE = (
-    "From 1970-01-01T00:00:00Z to one day after the server's current time, with a Z or an "
-    "offset and at most millisecond precision."
+    "From 1970-01-01T00:00:00Z, with a Z or an offset and at most millisecond precision. "
+    "A record is refused when its timestamp is more than FUTURE_TIMESTAMP_TOLERANCE_SECONDS "
+    "(60 by default) ahead of the server's clock."
 )
 
 _BLANK = re.compile(f"[{WHITESPACE}]*")
@@ -67,7 +67,7 @@ def parse_timestamp(value: Any) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"Not a valid date and time: {value}.") from None
-    if not EARLIEST <= moment <= datetime.now(UTC) + FUTURE_MARGIN:
+    if moment < EARLIEST:
         raise ValueError(f"Out of range. {TIMESTAMP_RANGE}")
     return moment
 

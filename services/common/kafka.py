@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import ssl
@@ -12,8 +13,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
 from aiokafka.partitioner import murmur2
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    AbstractType,
+    Boolean,
+    CompactArray,
+    CompactString,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
+)
 from aiokafka.structs import RecordMetadata
 
 from .config import KafkaConfig, RetryConfig
@@ -139,6 +151,129 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     except KafkaError as exc:
         log.warning("stopping a consumer whose fetch task failed: %s", exc)
         await consumer._client.close()
+
+
+# --- topic ids --------------------------------------------------------------------
+# aiokafka 0.14 speaks Metadata up to v5, which carries no topic id; v12 (Kafka 3.1 and
+# later; 4.x still serves it) does. Only what reading topic ids needs is written here.
+
+
+class _Uuid(AbstractType[bytes]):  # type: ignore[misc]
+    @classmethod
+    def encode(cls, value: bytes) -> bytes:
+        return value
+
+    @classmethod
+    def decode(cls, data: Any) -> bytes:
+        value: bytes = data.read(16)
+        return value
+
+
+_NO_TOPIC_ID = bytes(16)
+
+
+class _MetadataResponse_v12(Response):  # type: ignore[misc]
+    API_KEY = 3
+    API_VERSION = 12
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "brokers",
+            CompactArray(
+                ("node_id", Int32),
+                ("host", CompactString("utf-8")),
+                ("port", Int32),
+                ("rack", CompactString("utf-8")),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("cluster_id", CompactString("utf-8")),
+        ("controller_id", Int32),
+        (
+            "topics",
+            CompactArray(
+                ("error_code", Int16),
+                ("name", CompactString("utf-8")),
+                ("topic_id", _Uuid),
+                ("is_internal", Boolean),
+                (
+                    "partitions",
+                    CompactArray(
+                        ("error_code", Int16),
+                        ("partition_index", Int32),
+                        ("leader_id", Int32),
+                        ("leader_epoch", Int32),
+                        ("replica_nodes", CompactArray(Int32)),
+                        ("isr_nodes", CompactArray(Int32)),
+                        ("offline_replicas", CompactArray(Int32)),
+                        ("tags", TaggedFields),
+                    ),
+                ),
+                ("topic_authorized_operations", Int32),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+
+class _MetadataRequest_v12(RequestStruct):  # type: ignore[misc]
+    FLEXIBLE_VERSION = True
+    API_KEY = 3
+    API_VERSION = 12
+    RESPONSE_TYPE = _MetadataResponse_v12
+    SCHEMA = Schema(
+        (
+            "topics",
+            CompactArray(
+                ("topic_id", _Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields)
+            ),
+        ),
+        ("allow_auto_topic_creation", Boolean),
+        ("include_topic_authorized_operations", Boolean),
+        ("tags", TaggedFields),
+    )
+
+
+class _TopicIdRequest(Request[_MetadataRequest_v12]):  # type: ignore[misc]
+    API_KEY = 3
+
+    def __init__(self, topics: Sequence[str]) -> None:
+        self._topics = topics
+
+    def build(self, request_struct_class: type[_MetadataRequest_v12]) -> _MetadataRequest_v12:
+        return request_struct_class(
+            [(_NO_TOPIC_ID, name, {}) for name in self._topics], False, False, {}
+        )
+
+
+def topic_id_text(raw: bytes) -> str:
+    """A topic id as Kafka's tools print it (URL-safe base64 without padding)."""
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+async def topic_ids(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> dict[str, str | None]:
+    """Kafka's id of each topic (a topic deleted and created again has a new one), asked of
+    one broker through the consumer's connections; None for a topic that does not exist or
+    when the broker does not serve Metadata v12.
+
+    Reads ``AIOKafkaConsumer._client`` (aiokafka 0.14.0): check it on upgrade.
+    """
+    client = consumer._client
+    found: dict[str, str | None] = dict.fromkeys(topics)
+    node = client.get_random_node()
+    if node is None:
+        await client.force_metadata_update()
+        node = client.get_random_node()
+    try:
+        response = await client.send(node, _TopicIdRequest(list(topics)))
+    except (IncompatibleBrokerVersion, NotImplementedError) as exc:
+        log.warning("the broker does not say its topic ids (Metadata v12): %s", exc)
+        return found
+    for error_code, name, raw_id, *_ in response.topics:
+        if error_code == 0 and name in found and raw_id != _NO_TOPIC_ID:
+            found[name] = topic_id_text(raw_id)
+    return found
 
 
 @dataclass(frozen=True)

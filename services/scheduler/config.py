@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..common.config import ConfigError, Env, KafkaConfig, RetryConfig, api_tokens
+from ..common.config import (
+    ConfigError,
+    Env,
+    KafkaConfig,
+    RetryConfig,
+    api_tokens,
+    future_timestamp_tolerance,
+)
+from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,9 @@ class SchedulerConfig:
     shutdown_timeout: float = 15.0
     # No record fetched for this long while records wait: the consumer is restarted.
     stall_timeout: float = 30.0
+    # Seconds a record's timestamp may be ahead of this server's clock; a record stamped
+    # further ahead is dead-lettered (stage validate).
+    future_timestamp_tolerance: float = FUTURE_TIMESTAMP_TOLERANCE
 
     @property
     def api_urls(self) -> tuple[str, ...]:
@@ -68,6 +79,7 @@ class SchedulerConfig:
                 "SCHEDULER_FETCH_MIN_BYTES", cls.fetch_min_bytes, minimum=1
             ),
             stall_timeout=env.number("SCHEDULER_STALL_TIMEOUT", cls.stall_timeout, minimum=1),
+            future_timestamp_tolerance=future_timestamp_tolerance(env),
         )
 
 

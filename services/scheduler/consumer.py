@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from ..common.kafka import (
     ensure_topics,
     fetcher_running,
     stop_consumer,
+    topic_ids,
 )
 from ..common.metrics import SchedulerMetrics
 from ..common.retry import Stopped, retry, until_stopped
@@ -43,6 +44,7 @@ from ..common.tracing import SpanKind, Tracing
 from .api_client import ApiClient, TransientError
 from .config import SchedulerConfig
 from .records import (
+    Intake,
     Poison,
     Work,
     dead_letter_headers,
@@ -145,6 +147,11 @@ class ProductConsumer:
         self._replays: asyncio.Queue[tuple[Replay, asyncio.Future[dict[str, int]]]] = (
             asyncio.Queue()
         )
+        # Kafka's id of each consumed topic (its incarnation), sent with every record so that
+        # the offsets of a topic deleted and created again are not compared with the old
+        # one's; read again when a partition's offsets go back (see _know_incarnations).
+        self._incarnations: dict[str, str | None] = {}
+        self._next_offsets: dict[TopicPartition, int] = {}
         self.state = "starting"
 
     @property
@@ -206,6 +213,7 @@ class ProductConsumer:
                     await self._past_unreadable(consumer)
                     batches = {}
                 if batches:
+                    await self._know_incarnations(consumer, batches)
                     self._start_delivery(consumer, batches)
                 # Overlap: the next batch is fetched and prepared while this one is at the
                 # API; wait only when too many are in flight or nothing new arrived.
@@ -318,6 +326,34 @@ class ProductConsumer:
 
     # --- batches -----------------------------------------------------------------
 
+    async def _know_incarnations(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> None:
+        """Read the topic ids again when a topic is new here or a partition's offsets went
+        back: a recreated topic starts again at 0 (the consumer's position is reset to it),
+        as does a replay, for which the id read is the same."""
+        stale = {
+            tp.topic
+            for tp, records in batches.items()
+            if tp.topic not in self._incarnations
+            or records[0].offset < self._next_offsets.get(tp, 0)
+        }
+        if not stale:
+            return
+        async with asyncio.timeout(STATUS_WAIT):
+            found = await topic_ids(consumer, sorted(stale))
+        for topic, incarnation in found.items():
+            if topic in self._incarnations and self._incarnations[topic] != incarnation:
+                log.warning(
+                    "topic %s has a new id (%s, was %s): it was deleted and created again",
+                    topic,
+                    incarnation,
+                    self._incarnations[topic],
+                )
+            self._incarnations[topic] = incarnation
+
     def _start_delivery(
         self,
         consumer: AIOKafkaConsumer,
@@ -325,8 +361,12 @@ class ProductConsumer:
     ) -> None:
         records = [record for partition in batches.values() for record in partition]
         self._metrics.records.inc(len(records))
-        work, poison = prepare(records)
+        intake = Intake(
+            datetime.now(UTC), self._config.future_timestamp_tolerance, dict(self._incarnations)
+        )
+        work, poison = prepare(records, intake)
         offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
+        self._next_offsets.update(offsets)
         ranges = ", ".join(
             f"{tp.topic}[{tp.partition}]@{partition[0].offset}-{partition[-1].offset}"
             for tp, partition in batches.items()
@@ -651,6 +691,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        # The topic may have been deleted and created again meanwhile: its id is read again.
+        self._owner._incarnations.clear()
         if self._owner._operator_paused and self._owner._consumer is not None:
             self._owner._consumer.pause(*assigned)
 

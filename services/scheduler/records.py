@@ -5,8 +5,9 @@ Pure functions: no I/O, so each rule is unit-tested on plain records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from marshmallow import ValidationError
@@ -14,8 +15,9 @@ from marshmallow import ValidationError
 from ..common import jsoncodec
 from ..common.contracts import ManualProduct, check_manual, field_errors
 from ..common.kafka import OFFSET_MAX, PARTITION_MAX
+from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE, too_far_ahead
 from ..common.tracing import TRACEPARENT, Trace, record_trace
-from ..common.transform import transform
+from ..common.transform import kafka_timestamp, transform
 
 
 class KafkaRecord(Protocol):
@@ -86,13 +88,38 @@ def invalid_fields(messages: Any) -> str:
     return "invalid fields: " + jsoncodec.dumps(messages).decode()
 
 
-def to_work(record: KafkaRecord, trace: Trace | None = None) -> Work:
+@dataclass(frozen=True)
+class Intake:
+    """What a record is checked and placed against beside itself: the time it is taken in,
+    how far ahead of it a record's timestamp may be (seconds), and the incarnation (topic
+    id) of each topic, where known."""
+
+    now: datetime
+    tolerance: float = FUTURE_TIMESTAMP_TOLERANCE
+    incarnations: Mapping[str, str | None] = field(default_factory=dict)
+
+    @property
+    def latest_ms(self) -> int:
+        """The latest record timestamp accepted, in Kafka's milliseconds."""
+        return int((self.now.timestamp() + self.tolerance) * 1000)
+
+
+def now() -> Intake:
+    """An intake at the current time, with the default tolerance and no incarnation."""
+    return Intake(datetime.now(UTC))
+
+
+def to_work(record: KafkaRecord, trace: Trace | None = None, intake: Intake | None = None) -> Work:
     """The API batch item of a record: the transformed product, its source and its trace.
 
+    A record stamped further ahead than the intake allows is poison (stage validate).
     A re-driven dead letter is ordered by its original coordinates (``redrive-of``; its
     timestamp is the original one already), never as the newer write its offset says.
     """
-    product = transform(decode(record.value), record.timestamp)
+    intake = intake or now()
+    product = decode(record.value)
+    if record.timestamp > intake.latest_ms and (reason := ahead(record.timestamp, intake)):
+        raise PoisonError("validate", reason)
     trace = trace or record_trace(record.headers)
     source = redrive_of(record.headers) or Coordinates(
         record.topic, record.partition, record.offset
@@ -100,11 +127,12 @@ def to_work(record: KafkaRecord, trace: Trace | None = None) -> Work:
     return Work(
         record,
         {
-            "product": product,
+            "product": transform(product, record.timestamp),
             "source": {
                 "topic": source.topic,
                 "partition": source.partition,
                 "offset": source.offset,
+                "incarnation": intake.incarnations.get(source.topic),
             },
             "traceparent": trace.traceparent,
         },
@@ -158,14 +186,26 @@ def redrive_of(headers: Iterable[tuple[str, bytes | None]]) -> Coordinates | Non
     return Coordinates.parse(text) if text is not None else None
 
 
-def prepare(records: Iterable[KafkaRecord]) -> tuple[list[Work], list[Poison]]:
+def ahead(timestamp_ms: int, intake: Intake) -> str | None:
+    """Why a record's timestamp is too far ahead, or None."""
+    try:
+        moment = kafka_timestamp(timestamp_ms)
+    except (OverflowError, ValueError, OSError):  # past year 9999
+        moment = datetime.max.replace(tzinfo=UTC)
+    return too_far_ahead(moment, intake.now, intake.tolerance)
+
+
+def prepare(
+    records: Iterable[KafkaRecord], intake: Intake | None = None
+) -> tuple[list[Work], list[Poison]]:
     """Split fetched records into work for the API and poison for the dead-letter topic."""
+    intake = intake or now()
     work: list[Work] = []
     poison: list[Poison] = []
     for record in records:
         trace = record_trace(record.headers)
         try:
-            work.append(to_work(record, trace))
+            work.append(to_work(record, trace, intake))
         except PoisonError as error:
             poison.append(Poison(record, error.stage, error.reason, trace))
     return work, poison

@@ -1,9 +1,10 @@
 """Loaded by schemathesis (SCHEMATHESIS_HOOKS) in the run of tests/contract/test_openapi.py.
 
-A timestamp's documented range ends one day after the server's clock, which a schema cannot
-say: generated date-times stay within 1970 and now, in the documented form (a Z or an offset,
-milliseconds at most), and a case meant to be valid whose timestamp is outside the range
-(the coverage phase derives some from the pattern alone) is not sent as valid.
+A timestamp's documented range ends FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's
+clock, which a schema cannot say: generated date-times stay within 1970 and now, in the
+documented form (a Z or an offset, milliseconds at most), and a case meant to be valid
+whose timestamp is outside the range (the coverage phase derives some from the pattern
+alone) is not sent as valid.
 
 A replay's offsets must also lie within each partition's current range, which a schema
 cannot say either: a case meant to be valid replays from offset 0, which every partition of
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from services.common.contracts import parse_timestamp
+from services.common.ordering import FUTURE_TIMESTAMP_TOLERANCE, too_far_ahead
 
 
 def _render(moment: datetime, offset_minutes: int, millis: bool) -> str:
@@ -60,10 +62,10 @@ def timestamps(value: Any) -> list[Any]:
 
 def in_range(value: Any) -> bool:
     try:
-        parse_timestamp(value)
+        moment = parse_timestamp(value)
     except ValueError:
         return False
-    return True
+    return too_far_ahead(moment, datetime.now(UTC), FUTURE_TIMESTAMP_TOLERANCE) is None
 
 
 @schemathesis.hook

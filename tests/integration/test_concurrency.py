@@ -86,15 +86,16 @@ async def test_duplicates_in_a_batch_are_answered_by_what_became_of_each(
     product_id = unique("d")
     items = [
         {
-            "product": transformed_record(product_id, "2024-06-12T12:00:02.000Z", name="newest"),
+            "product": transformed_record(product_id, "2024-06-12T12:00:02.000Z", name="first"),
             "source": {"topic": "t", "partition": 0, "offset": 5},
         },
         {
-            "product": transformed_record(product_id, "2024-06-12T12:00:01.000Z", name="older"),
+            # The later offset of the same partition wins, though stamped earlier.
+            "product": transformed_record(product_id, "2024-06-12T12:00:01.000Z", name="last"),
             "source": {"topic": "t", "partition": 0, "offset": 9},
         },
         {
-            "product": transformed_record(product_id, "2024-06-12T12:00:02.000Z", name="same time"),
+            "product": transformed_record(product_id, "2024-06-12T12:00:02.000Z", name="replay"),
             "source": {"topic": "t", "partition": 0, "offset": 4},
         },
     ]
@@ -103,12 +104,12 @@ async def test_duplicates_in_a_batch_are_answered_by_what_became_of_each(
 
     assert response.status == 200
     assert [r["status"] for r in (await response.json())["results"]] == [
-        "created",
         "unchanged",
+        "created",
         "unchanged",
     ]
     stored = await api.get(f"/produtos/{product_id}", headers=auth())
-    assert (await stored.json())["name"] == "newest"
+    assert (await stored.json())["name"] == "last"
 
 
 async def test_a_deadlock_is_retried_and_both_transactions_commit(database: str) -> None:

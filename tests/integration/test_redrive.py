@@ -151,3 +151,39 @@ async def test_two_schedulers_asked_at_once_redrive_each_entry_exactly_once(
     )
     assert len(per_entry) == len(products)
     assert set(per_entry.values()) == {1}
+
+
+async def test_a_redrive_older_than_the_products_row_leaves_the_row_as_it_is(
+    api: Client, scheduler: Client, kafka: KafkaConfig, api_config: ApiConfig
+) -> None:
+    product = unique("p")
+    # The same key, so the same partition: the valid record comes later in it.
+    await produce(
+        kafka.topic_cadastro,
+        [
+            (product.encode(), encode(manual_record(product, stockQuantity=-5))),
+            (product.encode(), encode(manual_record(product, stockQuantity=7))),
+        ],
+    )
+    async with TopicReader(kafka.topic_dlq) as dlq:
+        [dead] = await dlq.read(1)
+
+    async def quantity() -> Any:
+        return await fetchval(
+            api_config.database_url, "SELECT stock_quantity FROM products WHERE id = $1", product
+        )
+
+    await eventually(quantity, within=30, what="the newer record persisted")
+    response = await scheduler.post(
+        f"/dead-letters/{dead.partition}/{dead.offset}/redrive",
+        json={"value": manual_record(product, stockQuantity=1)},
+        headers=auth(),
+    )
+    assert response.status == 200, await response.text()
+
+    async def handed_over() -> bool:
+        metrics = await (await scheduler.get("/metrics")).text()
+        return "fluxo_scheduler_persisted_total 2.0" in metrics
+
+    await eventually(handed_over, within=30, what="the re-driven record acknowledged by the API")
+    assert await quantity() == 7

@@ -481,7 +481,7 @@ def test_batch_bodies_are_what_the_scheduler_posts_and_what_the_api_persists() -
     first = jsoncodec.loads(bodies[0])["items"][1]
     assert first["product"]["id"] == "bench-r1-1"
     assert first["product"]["availability"]["timestamp"] == "1970-01-01T00:00:00.000Z"
-    assert first["source"] == {"topic": "t", "partition": 1, "offset": 0}
+    assert first["source"] == {"topic": "t", "partition": 1, "offset": 0, "incarnation": None}
     rows = batch_rows(bodies[2])
     assert [product["id"] for product, _ in rows] == ["bench-r1-4"]
     assert rows[0][1] is not None and rows[0][1].partition == 0

@@ -64,6 +64,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             "API_MAX_BODY_BYTES": "1048576",
             "OUTBOX_BATCH_SIZE": "250",
             "OUTBOX_POLL_INTERVAL": "0.25",
+            "FUTURE_TIMESTAMP_TOLERANCE_SECONDS": "5",
         }
     )
 
@@ -86,6 +87,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
         max_body_bytes=1048576,
         outbox_batch_size=250,
         outbox_poll_interval=0.25,
+        future_timestamp_tolerance=5.0,
     )
 
 
@@ -105,6 +107,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
             "SCHEDULER_FETCH_MIN_BYTES": "1",
             "SCHEDULER_STALL_TIMEOUT": "12",
             "RETRY_MAX_DELAY": "1",
+            "FUTURE_TIMESTAMP_TOLERANCE_SECONDS": "0.5",
         }
     )
 
@@ -122,6 +125,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         fetch_max_wait_ms=100,
         fetch_min_bytes=1,
         stall_timeout=12.0,
+        future_timestamp_tolerance=0.5,
     )
 
 
@@ -183,6 +187,7 @@ def test_the_scheduler_names_a_missing_token(environ: dict[str, str]) -> None:
         ("OUTBOX_POLL_INTERVAL", "soon"),
         ("RETRY_INITIAL_DELAY", "0"),
         ("RETRY_MAX_DELAY", "-5"),
+        ("FUTURE_TIMESTAMP_TOLERANCE_SECONDS", "-1"),
     ],
 )
 def test_the_api_names_a_malformed_variable(variable: str, value: str) -> None:
@@ -204,6 +209,7 @@ def test_the_api_names_a_malformed_variable(variable: str, value: str) -> None:
         ("SCHEDULER_FETCH_MIN_BYTES", "0"),
         ("KAFKA_TOPIC_PARTITIONS", "0"),
         ("KAFKA_TOPIC_PARTITIONS", "-3"),
+        ("FUTURE_TIMESTAMP_TOLERANCE_SECONDS", "a minute"),
     ],
 )
 def test_the_scheduler_names_a_malformed_variable(variable: str, value: str) -> None:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from services.api.handlers import load_item
 from services.common import contracts, jsoncodec
 from services.common.contracts import (
     CURRENCY_PATTERN,
@@ -411,7 +412,6 @@ def test_a_timestamp_with_an_offset_is_kept_as_an_aware_datetime(
         "2024-06-12T12:00:00Z\n",
         "0001-01-01T00:00:00.000Z",
         "1969-12-31T23:59:59.999Z",
-        "9999-12-31T23:59:59.999Z",
     ],
 )
 def test_a_naive_malformed_or_out_of_range_timestamp_is_named_under_availability(
@@ -496,20 +496,28 @@ def test_text_with_spaces_around_other_characters_is_kept_as_sent(load: Load) ->
     assert load(manual_record(" 12369 "))["productId"] == " 12369 "
 
 
-def test_timestamps_from_the_epoch_to_a_day_ahead_are_accepted() -> None:
-    ahead = datetime.now(UTC) + timedelta(hours=23)
-    for text in ("1970-01-01T00:00:00Z", ahead.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"):
+def test_the_contract_takes_timestamps_from_the_epoch_on_and_leaves_the_future_to_the_api() -> None:
+    for text in ("1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z"):
         availability = {"quantity": 1, "timestamp": text}
         load_transformed(transformed_record("12369", availability=availability))
 
 
-def test_a_timestamp_more_than_a_day_ahead_is_named() -> None:
-    ahead = datetime.now(UTC) + timedelta(days=1, minutes=5)
-    availability = {"quantity": 1, "timestamp": ahead.strftime("%Y-%m-%dT%H:%M:%SZ")}
+@pytest.mark.parametrize(("seconds", "refused"), [(59, False), (61, True), (23 * 3600, True)])
+def test_the_api_refuses_a_timestamp_beyond_the_tolerance_naming_the_field(
+    seconds: int, refused: bool
+) -> None:
+    now = datetime(2024, 6, 12, 12, tzinfo=UTC)
+    ahead = (now + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    item = {"product": transformed_record("12369", ahead)}
 
-    messages = errors(load_transformed, transformed_record("12369", availability=availability))
-
-    assert "Out of range" in messages["availability"]["timestamp"][0]
+    if not refused:
+        load_item(item, now=now, tolerance=60)
+        return
+    with pytest.raises(ValidationError) as caught:
+        load_item(item, now=now, tolerance=60)
+    [message] = field_errors(caught.value)["product"]["availability"]["timestamp"]
+    assert message.startswith(f"Too far ahead: timestamp {ahead[:-1]}.000Z is {seconds}.000 s")
+    assert "beyond the tolerance of 60 s (FUTURE_TIMESTAMP_TOLERANCE_SECONDS)" in message
 
 
 @pytest.mark.parametrize(

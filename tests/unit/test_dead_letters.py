@@ -100,6 +100,7 @@ def test_a_redriven_record_goes_to_the_api_with_its_original_coordinates() -> No
         "topic": "cadastro-produtos",
         "partition": 2,
         "offset": 41,
+        "incarnation": None,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from services.common import jsoncodec
 from services.common.transform import transform
 from services.scheduler.records import (
+    Intake,
     Poison,
     PoisonError,
     dead_letter_headers,
@@ -136,7 +138,12 @@ def test_a_valid_record_becomes_its_transformed_product_and_its_source() -> None
             "availability": {"quantity": 50, "timestamp": "2024-06-12T12:00:00.250Z"},
             "category": "Categoria do Produto",
         },
-        "source": {"topic": "cadastro-produtos", "partition": 4, "offset": 1017},
+        "source": {
+            "topic": "cadastro-produtos",
+            "partition": 4,
+            "offset": 1017,
+            "incarnation": None,
+        },
         "traceparent": work.trace.traceparent,
     }
 
@@ -182,6 +189,36 @@ def test_prepare_splits_a_batch_into_work_and_poison_each_in_order() -> None:
 
 def test_prepare_of_nothing_is_nothing() -> None:
     assert prepare([]) == ([], [])
+
+
+NOW = datetime(2024, 6, 12, 12, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+
+
+def test_a_record_stamped_beyond_the_tolerance_is_poison_at_validate_naming_both() -> None:
+    records = [
+        FakeRecord(encode(manual_record("a")), offset=1, timestamp=NOW_MS + 60_000),
+        FakeRecord(encode(manual_record("b")), offset=2, timestamp=NOW_MS + 60_001),
+        FakeRecord(encode(manual_record("c")), offset=3, timestamp=2**63 - 1),
+    ]
+
+    work, poison = prepare(records, Intake(NOW, tolerance=60))
+
+    assert [w.item["product"]["id"] for w in work] == ["a"]
+    assert [(p.record.offset, p.stage) for p in poison] == [(2, "validate"), (3, "validate")]
+    assert poison[0].reason == (
+        "timestamp 2024-06-12T12:01:00.001Z is 60.001 s ahead of this server's clock "
+        "(2024-06-12T12:00:00.000Z), beyond the tolerance of 60 s "
+        "(FUTURE_TIMESTAMP_TOLERANCE_SECONDS)"
+    )
+
+
+def test_a_record_carries_the_incarnation_of_its_topic_when_known() -> None:
+    record = FakeRecord(encode(manual_record("a")), timestamp=NOW_MS)
+
+    [work], _ = prepare([record], Intake(NOW, incarnations={record.topic: "topic-id"}))
+
+    assert work.item["source"]["incarnation"] == "topic-id"
 
 
 # --- dead_letter_headers ----------------------------------------------------------------------

@@ -13,24 +13,28 @@ from services.common.contracts import TransformedProduct, load_transformed
 from ..helpers import transformed_record
 
 
-def item(product_id: str, timestamp: str, offset: int | None) -> tuple[TransformedProduct, Any]:
+def item(
+    product_id: str, timestamp: str, offset: int | None, partition: int = 0
+) -> tuple[TransformedProduct, Any]:
     product = load_transformed(transformed_record(product_id, timestamp))
-    return product, Source("t", 0, offset) if offset is not None else None
+    return product, Source("t", partition, offset, "id") if offset is not None else None
 
 
-def test_the_newest_item_of_an_id_wins_by_timestamp_then_offset_not_by_position() -> None:
+def test_the_winner_of_an_id_is_the_item_that_supersedes_the_others_in_arrival_order() -> None:
     items = [
         item("b", "2024-06-12T12:00:00Z", 1),
-        item("a", "2024-06-12T12:00:05Z", 1),  # newest "a": the latest timestamp
-        item("a", "2024-06-12T12:00:01Z", 9),
-        item("b", "2024-06-12T12:00:00Z", 7),  # newest "b": same timestamp, higher offset
+        item("a", "2024-06-12T12:00:05Z", 1),
+        item("a", "2024-06-12T12:00:01Z", 9),  # "a": same partition, later offset
+        item("b", "2024-06-12T12:00:00Z", 7, partition=1),  # "b": equal timestamp, later
         item("c", "2024-06-12T12:00:00Z", None),
+        item("d", "2024-06-12T12:00:05Z", 3, partition=0),  # "d": the later timestamp
+        item("d", "2024-06-12T12:00:01Z", 8, partition=1),
     ]
 
-    assert newest_per_id(items) == {"a": 1, "b": 3, "c": 4}
+    assert newest_per_id(items) == {"a": 2, "b": 3, "c": 4, "d": 5}
 
 
-def test_of_equal_items_the_first_wins() -> None:
+def test_of_equal_items_the_first_stays() -> None:
     items = [item("a", "2024-06-12T12:00:00Z", 3), item("a", "2024-06-12T12:00:00Z", 3)]
 
     assert newest_per_id(items) == {"a": 0}
