@@ -182,6 +182,9 @@ class Redriver:
                     **client_settings(self._config),
                     enable_auto_commit=False,
                     max_partition_fetch_bytes=2 * 1024 * 1024,
+                    # A fetch of the last position asked for is awaited before the next
+                    # one is sent: short, so that one look-up does not wait on another's.
+                    fetch_max_wait_ms=20,
                 )
                 try:
                     await reader.start()
