@@ -18,9 +18,19 @@ from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
 from .dead_letter_handlers import routes as dead_letter_routes
+from .dead_letter_index import DeadLetterIndex
 from .flow import Flow
 from .handlers import replay_spec, routes
-from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW, METRICS, REDRIVER
+from .keys import (
+    API,
+    CONFIG,
+    CONSUMER,
+    DEAD_LETTER_INDEX,
+    DEAD_LETTERS,
+    FLOW,
+    METRICS,
+    REDRIVER,
+)
 from .redrives import RedriveLog, Redriver
 
 log = logging.getLogger(__name__)
@@ -38,7 +48,7 @@ def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.A
     app = service_app(config.api_tokens, metrics, tracing or Tracing())
     app[CONFIG] = config
     app[METRICS] = metrics
-    app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, consumer_ctx, flow_ctx, redrives_ctx])
+    app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, redrives_ctx, consumer_ctx, flow_ctx])
     app.router.add_routes(routes)
     app.router.add_routes(dead_letter_routes)
     setup_docs(
@@ -73,7 +83,14 @@ async def dead_letters_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    consumer = ProductConsumer(config, app[API], app[DEAD_LETTERS], app[METRICS], app[TRACING])
+    consumer = ProductConsumer(
+        config,
+        app[API],
+        app[DEAD_LETTERS],
+        app[METRICS],
+        app[TRACING],
+        dead_lettered=app[DEAD_LETTER_INDEX].holds,
+    )
     app[CONSUMER] = consumer
     running = asyncio.create_task(consumer.run(), name="consumer")
     yield
@@ -100,19 +117,23 @@ async def flow_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def redrives_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Re-drives of dead letters, on Kafka clients of their own (see ``redrives``)."""
+    """Dead letters listed and re-driven, on Kafka clients of their own: a producer, the
+    followers of the dead-letter and state topics, a reader of dead-letter positions."""
     config = app[CONFIG]
     producer = ManagedProducer(config.kafka, config.retry)
     state = RedriveLog(config.kafka, config.retry, producer)
-    app[REDRIVER] = Redriver(config.kafka, producer, state, app[METRICS])
+    index = DeadLetterIndex(config.kafka, config.retry, producer, state)
+    app[DEAD_LETTER_INDEX] = index
+    app[REDRIVER] = Redriver(config.kafka, producer, state, index, app[METRICS])
 
     async def run() -> None:
         await producer.start()  # creates the state topic when missing
-        await state.run()
+        await asyncio.gather(state.run(), index.run())
 
-    running = asyncio.create_task(run(), name="redrive-state")
+    running = asyncio.create_task(run(), name="dead-letters")
     yield
     state.stop()
+    index.stop()
     await cancel_and_wait(running)
     await app[REDRIVER].stop()
     await producer.stop()

@@ -8,12 +8,20 @@ from aiohttp import web
 from aiohttp_apispec import docs, response_schema
 from marshmallow import Schema, fields
 
-from ..common.contracts import ManualProductSchema
-from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error
+from ..common.contracts import (
+    TIMESTAMP_PATTERN,
+    TIMESTAMP_RANGE,
+    ManualProductSchema,
+    documented,
+    parse_timestamp,
+)
+from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, query
 from ..common.errors import ApiError
 from ..common.http import json_response, read_json
 from ..common.kafka import OFFSET_MAX, PARTITION_MAX
-from .keys import REDRIVER
+from ..common.metrics import DEAD_LETTER_STAGES
+from .dead_letter_index import CURSOR_PATTERN, Filter, parse_cursor
+from .keys import DEAD_LETTER_INDEX, REDRIVER
 from .redrives import Redrive
 
 routes = web.RouteTableDef()
@@ -140,3 +148,162 @@ async def redrive_one(request: web.Request) -> web.Response:
         Redrive(partition, offset, value, corrected), bearer(request)
     )
     return json_response(result)
+
+
+LIST_MAX = 500
+TIME = {"type": "string", "format": "date-time", "pattern": documented(TIMESTAMP_PATTERN)}
+
+
+class HeaderSchema(Schema):
+    name = fields.String()
+    value = fields.String(allow_none=True)
+    encoding = fields.String(metadata={"enum": ["utf-8", "base64"]})
+
+
+class SourceSchema(Schema):
+    topic = fields.String()
+    partition = fields.Integer()
+    offset = fields.Integer()
+    timestamp = fields.String(allow_none=True, metadata={"format": "date-time"})
+
+
+class PositionSchema(Schema):
+    partition = fields.Integer(metadata={"description": "On the dead-letter topic."})
+    offset = fields.Integer()
+    dead_lettered_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    attempt = fields.Integer(metadata={"description": "The re-drive attempt that came back."})
+    stage = fields.String()
+    reason = fields.String()
+
+
+class RedriveOutcomeSchema(Schema):
+    type = fields.String()
+    entry = fields.String()
+    attempt = fields.Integer()
+    at = fields.String(metadata={"format": "date-time"})
+    corrected = fields.Boolean()
+    token = fields.String(metadata={"description": "A short SHA-256 digest of the token."})
+    position = fields.String()
+    topic = fields.String()
+    partition = fields.Integer()
+    offset = fields.Integer()
+
+
+class DeadLetterEntrySchema(Schema):
+    entry = fields.String(metadata={"example": "cadastro-produtos/0/12"})
+    source = fields.Nested(SourceSchema)
+    key = fields.String(allow_none=True)
+    value = fields.String(allow_none=True)
+    value_encoding = fields.String(metadata={"enum": ["utf-8", "base64"]})
+    headers = fields.List(fields.Nested(HeaderSchema))
+    dlq_headers = fields.List(fields.Nested(HeaderSchema))
+    stage = fields.String(metadata={"enum": list(DEAD_LETTER_STAGES)})
+    reason = fields.String()
+    trace_id = fields.String(allow_none=True)
+    dead_lettered_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    attempt = fields.Integer()
+    positions = fields.List(fields.Nested(PositionSchema))
+    redrives = fields.List(fields.Nested(RedriveOutcomeSchema))
+
+
+class DeadLetterPageSchema(Schema):
+    items = fields.List(fields.Nested(DeadLetterEntrySchema))
+    next = fields.String(
+        allow_none=True, metadata={"description": "Pass as 'cursor' for the next page."}
+    )
+
+
+FILTERS = [
+    query(
+        "stage",
+        {"type": "string", "enum": list(DEAD_LETTER_STAGES)},
+        "Where the record failed, the last time.",
+    ),
+    query("reason", {"type": "string"}, "A substring of a reason it was dead-lettered for."),
+    query("key", {"type": "string"}, "The record's key."),
+    query("since", TIME, f"Dead-lettered (the last time) at or after. {TIMESTAMP_RANGE}"),
+    query("until", TIME, f"Dead-lettered (the last time) before. {TIMESTAMP_RANGE}"),
+    query(
+        "redriven",
+        {"type": "string", "enum": ["true", "false"]},
+        "Re-driven at least once, or never.",
+    ),
+]
+
+
+def dead_letter_filter(values: Any) -> tuple[Filter, dict[str, list[str]]]:
+    """The filter the query (or a body's 'filter') names, and what is wrong with it."""
+    problems: dict[str, list[str]] = {}
+    stage = values.get("stage")
+    if stage is not None and stage not in DEAD_LETTER_STAGES:
+        problems["stage"] = [f"Must be one of {', '.join(DEAD_LETTER_STAGES)}."]
+    moments = {}
+    for name in ("since", "until"):
+        if name in values:
+            try:
+                moments[name] = parse_timestamp(values[name])
+            except ValueError as exc:
+                problems[name] = [str(exc)]
+    redriven = values.get("redriven")
+    if redriven is not None and redriven not in ("true", "false"):
+        problems["redriven"] = ["Must be true or false."]
+    return (
+        Filter(
+            stage=stage,
+            reason=values.get("reason"),
+            key=values.get("key"),
+            since=moments.get("since"),
+            until=moments.get("until"),
+            redriven=None if redriven is None else redriven == "true",
+        ),
+        problems,
+    )
+
+
+@routes.get("/dead-letters", allow_head=False)
+@docs(
+    tags=["dead letters"],
+    summary="The dead letters, one entry per source record, newest first",
+    description="Answered from an index the scheduler keeps in memory, built by following "
+    "the dead-letter topic (no consumer group). Each entry holds its source record's "
+    "coordinates, key, value (text, or base64 when not UTF-8), headers, trace id, every "
+    "position it occupies on the dead-letter topic and its re-drives.",
+    parameters=[
+        *FILTERS,
+        query(
+            "cursor",
+            {"type": "string", "pattern": CURSOR_PATTERN},
+            "The previous page's 'next'; the first page without it.",
+        ),
+        query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": 100},
+            "Most entries on the page.",
+        ),
+    ],
+    responses={
+        **UNAUTHORIZED,
+        422: error("A filter, the cursor or the limit is invalid; named under 'fields'."),
+        503: error("The dead-letter topic has not been read to its end yet."),
+    },
+)
+@response_schema(DeadLetterPageSchema, 200, description="A page of dead letters.")
+async def list_dead_letters(request: web.Request) -> web.Response:
+    criteria, problems = dead_letter_filter(request.query)
+    cursor = None
+    if "cursor" in request.query:
+        try:
+            cursor = parse_cursor(request.query["cursor"])
+        except ValueError as exc:
+            problems["cursor"] = [str(exc)]
+    raw_limit = request.query.get("limit", "100")
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 0
+    if not 1 <= limit <= LIST_MAX:
+        problems["limit"] = [f"Must be an integer from 1 to {LIST_MAX}."]
+    if problems:
+        raise ApiError(422, "Invalid query.", fields=problems)
+    index = request.app[DEAD_LETTER_INDEX]
+    if not index.caught_up:
+        raise ApiError(503, "The dead-letter topic has not been read to its end yet.")
+    entries, following = index.page(criteria, cursor, limit)
+    return json_response({"items": [index.describe(entry) for entry in entries], "next": following})

@@ -32,11 +32,13 @@ def attempt_of(headers: Iterable[tuple[str, bytes | None]]) -> int:
     return int(text) if text is not None and text.isascii() and text.isdigit() else 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """One dead-letter record read back: where it sits on the DLQ, and what it says."""
 
     position: Coordinates  # on the dead-letter topic
+    at: int  # when it was dead-lettered (the dead-letter record's timestamp, ms)
+    place: Coordinates  # the record dead-lettered (dlq-source-*)
     source: Coordinates  # the original source record (redrive-of when re-driven before)
     timestamp: int  # the original source record's, in ms; -1 when unknown
     attempt: int  # the re-drive attempt it came from (0: the original record)
@@ -67,6 +69,8 @@ def read_dead_letter(record: KafkaRecord) -> DeadLetter:
     timestamp = header(headers, "dlq-source-timestamp") or "-1"
     return DeadLetter(
         position=Coordinates(record.topic, record.partition, record.offset),
+        at=record.timestamp,
+        place=place,
         source=redrive_of(headers) or place,
         timestamp=int(timestamp) if timestamp.lstrip("-").isdigit() else -1,
         attempt=attempt_of(headers),
@@ -126,7 +130,7 @@ def outcome_key(source: Coordinates, attempt: int) -> bytes:
     return f"{source}#{attempt}".encode()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A claim on re-driving one entry's attempt, at its offset on the state topic."""
 

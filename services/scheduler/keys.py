@@ -7,6 +7,7 @@ from ..common.metrics import SchedulerMetrics
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
+from .dead_letter_index import DeadLetterIndex
 from .flow import Flow
 from .redrives import Redriver
 
@@ -17,3 +18,4 @@ DEAD_LETTERS = web.AppKey("dead_letters", ManagedProducer)
 CONSUMER = web.AppKey("consumer", ProductConsumer)
 FLOW = web.AppKey("flow", Flow)
 REDRIVER = web.AppKey("redriver", Redriver)
+DEAD_LETTER_INDEX = web.AppKey("dead_letter_index", DeadLetterIndex)

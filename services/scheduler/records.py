@@ -143,7 +143,7 @@ def to_work(record: KafkaRecord, trace: Trace | None = None, intake: Intake | No
 REDRIVE_OF = "redrive-of"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Coordinates:
     """Where a source record sits on its topic."""
 

@@ -13,15 +13,14 @@ dead-letter positions), apart from the main consumer and its group.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from marshmallow import ValidationError
 
 from ..common import jsoncodec
@@ -30,7 +29,6 @@ from ..common.contracts import check_manual, field_errors
 from ..common.errors import ApiError, Unavailable
 from ..common.kafka import ManagedProducer, Outgoing, client_settings, partition_for
 from ..common.metrics import SchedulerMetrics
-from ..common.retry import Stopped, retry, until_stopped
 from .dead_letters import (
     Claim,
     DeadLetter,
@@ -44,6 +42,10 @@ from .dead_letters import (
     token_digest,
     won,
 )
+from .follower import TopicFollower
+
+if TYPE_CHECKING:
+    from .dead_letter_index import DeadLetterIndex
 from .records import Coordinates, PoisonError, decode
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class RedriveLog:
+class RedriveLog(TopicFollower):
     """The state topic read from its beginning and followed: every claim and outcome.
 
     Memory: a claim and an outcome of a few hundred bytes per re-drive attempt.
@@ -67,81 +69,32 @@ class RedriveLog:
     def __init__(
         self, config: KafkaConfig, retry_config: RetryConfig, producer: ManagedProducer
     ) -> None:
-        self._config = config
-        self._retry = retry_config
-        self._producer = producer  # asked for the topic's partitions
+        super().__init__(config.topic_dlq_redrives, config, retry_config, producer)
         self.claims: dict[tuple[str, int], list[Claim]] = {}
         self.outcomes: dict[tuple[str, int], dict[str, Any]] = {}
-        self._read_to: dict[int, int] = {}  # partition: next offset to read
-        self._progress = asyncio.Event()
-        self._stopping = asyncio.Event()
+        # Entry: its outcomes by attempt.
+        self.histories: dict[str, dict[int, dict[str, Any]]] = {}
 
     def history(self, source: Coordinates) -> list[dict[str, Any]]:
         """The recorded outcomes of an entry, first attempt first."""
-        entry = str(source)
-        return [
-            outcome
-            for (key, _), outcome in sorted(self.outcomes.items(), key=lambda item: item[0][1])
-            if key == entry
-        ]
+        return [outcome for _, outcome in sorted(self.histories.get(str(source), {}).items())]
 
-    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
+    def apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Take in one state record."""
         try:
-            state = jsoncodec.loads(value or b"")
+            state = jsoncodec.loads(record.value or b"")
             key = (str(state["entry"]), int(state["attempt"]))
             kind = state["type"]
         except (ValueError, KeyError, TypeError):
-            log.warning("unreadable re-drive state at %d@%d ignored", partition, offset)
+            log.warning(
+                "unreadable re-drive state at %d@%d ignored", record.partition, record.offset
+            )
             return
         if kind == "claim":
-            self.claims.setdefault(key, []).append(Claim(offset, str(state["claim"])))
+            self.claims.setdefault(key, []).append(Claim(record.offset, str(state["claim"])))
         elif kind == "outcome":
             self.outcomes[key] = state
-
-    async def run(self) -> None:
-        with contextlib.suppress(Stopped):
-            await retry(
-                self._follow,
-                what="reading the re-drive state",
-                config=self._retry,
-                log=log,
-                stop=self._stopping,
-            )
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def _follow(self) -> None:
-        topic = self._config.topic_dlq_redrives
-        # Unavailable until the producer has started, and so created the topics.
-        partitions = sorted(await self._producer.get().partitions_for(topic))
-        consumer = AIOKafkaConsumer(**client_settings(self._config), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in partitions]
-            consumer.assign(tps)
-            for tp in tps:
-                consumer.seek(tp, self._read_to.get(tp.partition, 0))
-            while not self._stopping.is_set():
-                batches = await until_stopped(
-                    consumer.getmany(timeout_ms=200, max_records=5000), self._stopping
-                )
-                for tp, records in batches.items():
-                    for record in records:
-                        self.apply(tp.partition, record.offset, record.value)
-                for tp in tps:
-                    self._read_to[tp.partition] = await consumer.position(tp)
-                self._progress.set()
-                self._progress.clear()
-        finally:
-            await consumer.stop()
-
-    async def read_past(self, partition: int, offset: int) -> None:
-        """Wait until the partition has been read past ``offset``."""
-        async with asyncio.timeout(READ_BACK_WAIT):
-            while self._read_to.get(partition, 0) <= offset:
-                await self._progress.wait()
+            self.histories.setdefault(key[0], {})[key[1]] = state
 
 
 @dataclass(frozen=True)
@@ -160,11 +113,13 @@ class Redriver:
         config: KafkaConfig,
         producer: ManagedProducer,
         state: RedriveLog,
+        index: DeadLetterIndex,
         metrics: SchedulerMetrics,
     ) -> None:
         self._config = config
         self._producer = producer
         self._state = state
+        self._index = index
         self._metrics = metrics
         self._reader: AIOKafkaConsumer | None = None
         self._reading = asyncio.Lock()
@@ -176,6 +131,10 @@ class Redriver:
 
     async def dead_letter(self, partition: int, offset: int) -> DeadLetter:
         """The dead-letter record at a position; 404 when there is none."""
+        entry = self._index.at(partition, offset)
+        for dead in entry.positions if entry else ():
+            if (dead.position.partition, dead.position.offset) == (partition, offset):
+                return dead
         async with self._reading:
             if self._reader is None:
                 reader = AIOKafkaConsumer(
@@ -234,7 +193,8 @@ class Redriver:
             raise
         # Attempt n follows the dead letter of attempt n - 1: a record re-driven and not
         # dead-lettered again since is not re-driven again.
-        attempt = dead.attempt + 1
+        entry = self._index.entries.get(dead.source)
+        attempt = max(dead.attempt, entry.attempt if entry else 0) + 1
         if not await self._claim(dead.source, attempt, request.corrected, token):
             self._metrics.redrives.labels("already").inc()
             raise ApiError(
@@ -302,7 +262,7 @@ class Redriver:
         )
         sent = await self._state_send(claim_key(source, attempt, claim), source, value)
         try:
-            await self._state.read_past(sent.partition, sent.offset)
+            await self._state.read_past(sent.partition, sent.offset, READ_BACK_WAIT)
         except TimeoutError:
             raise Unavailable(
                 "The re-drive state could not be read back; the re-drive may be retried."
