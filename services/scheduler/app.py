@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +18,7 @@ from ..common.tracing import TRACING, Tracing
 from .api_client import ApiClient
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
+from .dead_letter_handlers import bulk_spec
 from .dead_letter_handlers import routes as dead_letter_routes
 from .dead_letter_index import DeadLetterIndex
 from .flow import Flow
@@ -29,8 +31,10 @@ from .keys import (
     DEAD_LETTERS,
     FLOW,
     METRICS,
+    REDRIVE_JOBS,
     REDRIVER,
 )
+from .redrive_jobs import RedriveJobs
 from .redrives import RedriveLog, Redriver
 
 log = logging.getLogger(__name__)
@@ -51,12 +55,12 @@ def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.A
     app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, redrives_ctx, consumer_ctx, flow_ctx])
     app.router.add_routes(routes)
     app.router.add_routes(dead_letter_routes)
-    setup_docs(
-        app,
-        "fluxo-dados scheduler",
-        DESCRIPTION,
-        refine=lambda spec: replay_spec(spec, config.kafka.partitions),
-    )
+
+    def refine(spec: dict[str, Any]) -> None:
+        replay_spec(spec, config.kafka.partitions)
+        bulk_spec(spec)
+
+    setup_docs(app, "fluxo-dados scheduler", DESCRIPTION, refine=refine)
     return app
 
 
@@ -125,6 +129,7 @@ async def redrives_ctx(app: web.Application) -> AsyncIterator[None]:
     index = DeadLetterIndex(config.kafka, config.retry, producer, state)
     app[DEAD_LETTER_INDEX] = index
     app[REDRIVER] = Redriver(config.kafka, producer, state, index, app[METRICS])
+    app[REDRIVE_JOBS] = RedriveJobs(app[REDRIVER], index)
 
     async def run() -> None:
         await producer.start()  # creates the state topic when missing
@@ -135,5 +140,6 @@ async def redrives_ctx(app: web.Application) -> AsyncIterator[None]:
     state.stop()
     index.stop()
     await cancel_and_wait(running)
+    await app[REDRIVE_JOBS].stop()
     await app[REDRIVER].stop()
     await producer.stop()

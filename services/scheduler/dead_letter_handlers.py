@@ -6,22 +6,24 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp_apispec import docs, response_schema
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..common.contracts import (
     TIMESTAMP_PATTERN,
     TIMESTAMP_RANGE,
     ManualProductSchema,
+    UtcDateTime,
     documented,
     parse_timestamp,
 )
 from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, query
 from ..common.errors import ApiError
-from ..common.http import json_response, read_json
+from ..common.http import invalid, json_response, read_json
 from ..common.kafka import OFFSET_MAX, PARTITION_MAX
 from ..common.metrics import DEAD_LETTER_STAGES
 from .dead_letter_index import CURSOR_PATTERN, Filter, parse_cursor
-from .keys import DEAD_LETTER_INDEX, REDRIVER
+from .keys import DEAD_LETTER_INDEX, REDRIVE_JOBS, REDRIVER
+from .redrive_jobs import RATE_DEFAULT, RATE_MAX, SYNCHRONOUS_MAX
 from .redrives import Redrive
 
 routes = web.RouteTableDef()
@@ -307,3 +309,198 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         raise ApiError(503, "The dead-letter topic has not been read to its end yet.")
     entries, following = index.page(criteria, cursor, limit)
     return json_response({"items": [index.describe(entry) for entry in entries], "next": following})
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false only: not 0, 1 or "yes" (marshmallow's Boolean takes those)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class PositionBodySchema(Schema):
+    partition = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=0, max=PARTITION_MAX)
+    )
+    offset = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=0, max=OFFSET_MAX)
+    )
+
+
+class FilterBodySchema(Schema):
+    stage = fields.String(validate=validate.OneOf(DEAD_LETTER_STAGES))
+    reason = fields.String(metadata={"description": "A substring of a reason."})
+    key = fields.String()
+    since = UtcDateTime(metadata={"description": "Dead-lettered (the last time) at or after."})
+    until = UtcDateTime(metadata={"description": "Dead-lettered (the last time) before."})
+    redriven = StrictBoolean()
+
+
+class BulkRedriveSchema(Schema):
+    positions = fields.List(
+        fields.Nested(PositionBodySchema),
+        validate=validate.Length(min=1, max=100_000),
+        metadata={"description": "Dead-letter positions; each entry is re-driven once."},
+    )
+    filter = fields.Nested(
+        FilterBodySchema, metadata={"description": "The entries GET /dead-letters would list."}
+    )
+    dry_run = StrictBoolean(
+        load_default=False,
+        metadata={"description": "Only the verdicts; nothing is produced."},
+    )
+    rate = fields.Integer(
+        strict=True,
+        load_default=RATE_DEFAULT,
+        validate=validate.Range(min=1, max=RATE_MAX),
+        metadata={"description": "Re-drives a second at most."},
+    )
+
+    @validates_schema
+    def one_of(self, data: dict[str, Any], **_: Any) -> None:
+        if ("positions" in data) == ("filter" in data):
+            raise ValidationError("Give either 'positions' or 'filter'.", "_schema")
+
+
+def bulk_spec(spec: dict[str, Any]) -> None:
+    """Document what the bulk body's schema cannot say by itself: exactly one of its two
+    ways of naming entries."""
+    bulk = spec["components"]["schemas"]["BulkRedrive"]
+    bulk["oneOf"] = [{"required": ["positions"]}, {"required": ["filter"]}]
+    for name in ("BulkRedrive", "PositionBody", "FilterBody"):
+        spec["components"]["schemas"][name]["additionalProperties"] = False
+
+
+class JobSchema(Schema):
+    id = fields.String()
+    state = fields.String(metadata={"enum": ["running", "done", "cancelled", "failed"]})
+    total = fields.Integer()
+    done = fields.Integer()
+    outcomes = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"example": {"produced": 2, "already": 1}},
+    )
+    results = fields.List(
+        fields.Dict(),
+        metadata={"description": "Per entry: its position, outcome and answer."},
+    )
+
+
+class BulkRedriveResultSchema(JobSchema):
+    dry_run = fields.Boolean()
+    verdicts = fields.List(
+        fields.Dict(),
+        metadata={"description": "With dry_run: per entry, the scheduler's and the API's verdict."},
+    )
+    missing = fields.List(
+        fields.Nested(PositionBodySchema),
+        metadata={"description": "Positions without a dead letter (as far as indexed)."},
+    )
+
+
+BULK = BulkRedriveSchema()
+
+
+@routes.post("/dead-letters/redrive")
+@docs(
+    tags=["dead letters"],
+    summary="Re-drive many dead letters as they are, at a rate",
+    description=f"Entries named by 'positions' or by a 'filter' (not both). Up to "
+    f"{SYNCHRONOUS_MAX:,} entries, the answer comes when they are done; beyond, 202 with a "
+    "job to follow at /dead-letters/jobs/{id}. With dry_run, only the verdicts: the "
+    "scheduler's validation and the API's schema (a refusal by the database is only known "
+    "by re-driving). Each attempt of an entry is re-driven once: sent again, the request "
+    "re-drives only what was not.",
+    requestBody={
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": BulkRedriveSchema,
+                "example": {"positions": [{"partition": 0, "offset": 12}], "dry_run": True},
+            }
+        },
+    },
+    responses={
+        **BODY_ERRORS,
+        **UNAUTHORIZED,
+        202: {"schema": JobSchema, "description": "Over 1,000 entries: the job started."},
+        503: error("The dead-letter topic has not been read to its end yet."),
+    },
+)
+@response_schema(BulkRedriveResultSchema, 200)
+async def redrive_many(request: web.Request) -> web.Response:
+    try:
+        data = BULK.load(await read_json(request))
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    index = request.app[DEAD_LETTER_INDEX]
+    if not index.caught_up:
+        raise ApiError(503, "The dead-letter topic has not been read to its end yet.")
+    jobs = request.app[REDRIVE_JOBS]
+    missing: list[Any] = []
+    if "positions" in data:
+        positions = [(p["partition"], p["offset"]) for p in data["positions"]]
+        entries, missing = jobs.entries_at(positions)
+    else:
+        entries = index.matching(Filter(**data["filter"]))
+    if data["dry_run"]:
+        return json_response(
+            {
+                "dry_run": True,
+                "total": len(entries),
+                "verdicts": jobs.dry_run(entries),
+                "missing": missing,
+            }
+        )
+    if len(entries) > SYNCHRONOUS_MAX:
+        job = jobs.start(entries, data["rate"], bearer(request))
+        return json_response(job.describe(with_results=False), status=202)
+    job = await jobs.run_now(entries, data["rate"], bearer(request))
+    return json_response({"dry_run": False, **job.describe(), "missing": missing})
+
+
+JOB_ID = [
+    {
+        "in": "path",
+        "name": "id",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "description": "The job's id, as the 202 answered it.",
+    }
+]
+
+
+def job_of(request: web.Request) -> Any:
+    job = request.app[REDRIVE_JOBS].jobs.get(request.match_info["id"])
+    if job is None:
+        raise ApiError(404, "No such job (jobs live in the process that started them).")
+    return job
+
+
+@routes.get("/dead-letters/jobs/{id}", allow_head=False)
+@docs(
+    tags=["dead letters"],
+    summary="A re-drive job's progress",
+    parameters=JOB_ID,
+    responses={**UNAUTHORIZED, 404: error("No such job in this scheduler.")},
+)
+@response_schema(JobSchema, 200)
+async def get_job(request: web.Request) -> web.Response:
+    return json_response(job_of(request).describe())
+
+
+@routes.delete("/dead-letters/jobs/{id}")
+@docs(
+    tags=["dead letters"],
+    summary="Cancel a re-drive job (what it re-drove stays re-driven)",
+    parameters=JOB_ID,
+    responses={**UNAUTHORIZED, 404: error("No such job in this scheduler.")},
+)
+@response_schema(JobSchema, 200)
+async def cancel_job(request: web.Request) -> web.Response:
+    job = job_of(request)
+    await request.app[REDRIVE_JOBS].cancel(job)
+    return json_response(job.describe())

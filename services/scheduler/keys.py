@@ -9,6 +9,7 @@ from .config import SchedulerConfig
 from .consumer import ProductConsumer
 from .dead_letter_index import DeadLetterIndex
 from .flow import Flow
+from .redrive_jobs import RedriveJobs
 from .redrives import Redriver
 
 CONFIG = web.AppKey("config", SchedulerConfig)
@@ -19,3 +20,4 @@ CONSUMER = web.AppKey("consumer", ProductConsumer)
 FLOW = web.AppKey("flow", Flow)
 REDRIVER = web.AppKey("redriver", Redriver)
 DEAD_LETTER_INDEX = web.AppKey("dead_letter_index", DeadLetterIndex)
+REDRIVE_JOBS = web.AppKey("redrive_jobs", RedriveJobs)

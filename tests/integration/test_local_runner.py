@@ -66,6 +66,7 @@ async def test_services_sh_runs_apis_and_schedulers_on_consecutive_ports_and_sto
         "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
         "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
         "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
+        "KAFKA_TOPIC_DLQ_REDRIVES": kafka.topic_dlq_redrives,
         "KAFKA_TOPIC_PARTITIONS": str(kafka.partitions),
         "KAFKA_CONSUMER_GROUP": unique("runner"),
     }

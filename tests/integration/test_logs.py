@@ -49,6 +49,7 @@ async def services(tmp_path: Path, kafka: KafkaConfig, database: str) -> AsyncIt
         "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
         "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
         "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
+        "KAFKA_TOPIC_DLQ_REDRIVES": kafka.topic_dlq_redrives,
         "KAFKA_TOPIC_PARTITIONS": str(kafka.partitions),
         "KAFKA_CONSUMER_GROUP": unique("group"),
         "LOG_FORMAT": "json",

@@ -110,6 +110,7 @@ class Scenario:
             KAFKA_TOPIC_CADASTRO_PRODUTO=self.kafka.topic_cadastro,
             KAFKA_TOPIC_PRODUTOS_PERSISTIDOS=self.kafka.topic_persistidos,
             KAFKA_TOPIC_DLQ=self.kafka.topic_dlq,
+            KAFKA_TOPIC_DLQ_REDRIVES=self.kafka.topic_dlq_redrives,
             KAFKA_TOPIC_PARTITIONS=str(self.kafka.partitions),
             KAFKA_TOPIC_REPLICATION_FACTOR=str(self.kafka.replication_factor),
             KAFKA_TOPIC_MIN_INSYNC_REPLICAS=str(self.kafka.min_insync_replicas),
