@@ -129,7 +129,7 @@ async def redrives_ctx(app: web.Application) -> AsyncIterator[None]:
     index = DeadLetterIndex(config.kafka, config.retry, producer, state)
     app[DEAD_LETTER_INDEX] = index
     app[REDRIVER] = Redriver(config.kafka, producer, state, index, app[METRICS])
-    app[REDRIVE_JOBS] = RedriveJobs(app[REDRIVER], index)
+    app[REDRIVE_JOBS] = RedriveJobs(app[REDRIVER], index, app[API])
 
     async def run() -> None:
         await producer.start()  # creates the state topic when missing

@@ -451,7 +451,7 @@ async def redrive_many(request: web.Request) -> web.Response:
             {
                 "dry_run": True,
                 "total": len(entries),
-                "verdicts": jobs.dry_run(entries),
+                "verdicts": await jobs.dry_run(entries),
                 "missing": missing,
             }
         )

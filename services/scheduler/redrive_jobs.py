@@ -18,7 +18,8 @@ from marshmallow import ValidationError
 from ..common import jsoncodec
 from ..common.contracts import load_transformed
 from ..common.errors import ApiError
-from ..common.transform import transform
+from ..common.transform import format_timestamp, kafka_timestamp, transform
+from .api_client import ApiClient, TransientError
 from .dead_letter_index import DeadLetterIndex, Entry
 from .dead_letters import DeadLetter
 from .records import PoisonError, decode
@@ -36,8 +37,9 @@ JOBS_KEPT = 100
 OUTCOME_OF_STATUS = {404: "not_found", 409: "already", 422: "refused", 503: "unavailable"}
 
 
-def verdict(dead: DeadLetter) -> dict[str, Any]:
-    """A dry run of one entry as it is: the scheduler's validation, then the API's schema."""
+def verdict(dead: DeadLetter, stored: str | None = None) -> dict[str, Any]:
+    """A dry run of one entry as it is: the scheduler's validation, then the API's schema;
+    ``stale`` when the product's row (its availability timestamp ``stored``) is newer."""
     position = {"partition": dead.position.partition, "offset": dead.position.offset}
     answer: dict[str, Any] = {"entry": str(dead.source), "position": position}
     try:
@@ -54,6 +56,11 @@ def verdict(dead: DeadLetter) -> dict[str, Any]:
         "valid": True,
         "note": "A refusal by the database (stage api) is only known by re-driving.",
     }
+    if stored is not None and stored > format_timestamp(kafka_timestamp(dead.timestamp)):
+        answer["stale"] = True
+        answer["warning"] = (
+            f"The product's row is newer ({stored}): the re-drive would leave it unchanged."
+        )
     return answer
 
 
@@ -84,9 +91,10 @@ class Job:
 
 
 class RedriveJobs:
-    def __init__(self, redriver: Redriver, index: DeadLetterIndex) -> None:
+    def __init__(self, redriver: Redriver, index: DeadLetterIndex, api: ApiClient) -> None:
         self._redriver = redriver
         self._index = index
+        self._api = api
         self.jobs: dict[str, Job] = {}
 
     def entries_at(self, positions: list[tuple[int, int]]) -> tuple[list[Entry], list[Any]]:
@@ -101,8 +109,24 @@ class RedriveJobs:
                 found.setdefault(str(entry.source), entry)
         return list(found.values()), missing
 
-    def dry_run(self, entries: list[Entry]) -> list[dict[str, Any]]:
-        return [verdict(entry.latest) for entry in entries]
+    async def dry_run(self, entries: list[Entry]) -> list[dict[str, Any]]:
+        """Each entry's verdict; the product's row is asked of the API (a few at a time)
+        for the entries valid as they are."""
+        asking = asyncio.Semaphore(8)
+
+        async def one(entry: Entry) -> dict[str, Any]:
+            found = verdict(entry.latest)
+            if not found.get("api", {}).get("valid"):
+                return found
+            product = decode(entry.latest.value)["productId"]
+            try:
+                async with asking:
+                    stored = await self._api.stored_timestamp(product)
+            except TransientError:
+                return {**found, "stale": None, "warning": "The API did not answer."}
+            return verdict(entry.latest, stored)
+
+        return list(await asyncio.gather(*(one(entry) for entry in entries)))
 
     def start(self, entries: list[Entry], rate: float, token: str) -> Job:
         positions = [

@@ -33,6 +33,7 @@ from ..helpers import (
     encode,
     eventually,
     manual_record,
+    persisted,
     produce,
     unique,
 )
@@ -176,8 +177,21 @@ async def test_every_dead_letter_is_found_fixed_and_redriven_exactly_once(
         attempts = Counter(e["attempt"] for e in refused_again)
         assert attempts == {0: REFUSED, 1: REFUSED_AGAIN}
 
-    # The cause is gone: every refused entry re-driven as it is, the same request to both.
+    # The cause is gone: every refused entry re-driven as it is, the same request to both,
+    # after a dry run that warns of the re-drives older than their product's row.
     await execute(database, "ALTER TABLE products DROP CONSTRAINT e2e_limit")
+
+    async def newer_persisted() -> bool:
+        return all(await asyncio.gather(*(persisted(database, p) for p in newer)))
+
+    await eventually(newer_persisted, within=30, what="the newer records persisted")
+    status, dry = await post(
+        a, "/dead-letters/redrive", {"filter": {"stage": "api"}, "dry_run": True}
+    )
+    assert status == 200, dry
+    assert {v["entry"] for v in dry["verdicts"] if v.get("stale")} == {
+        e["entry"] for e in dead if e["key"] in newer
+    }
     body = {"filter": {"stage": "api"}, "rate": 5000}
     answers = await asyncio.gather(
         post(a, "/dead-letters/redrive", body), post(b, "/dead-letters/redrive", body)
@@ -205,8 +219,10 @@ async def test_every_dead_letter_is_found_fixed_and_redriven_exactly_once(
                 lags += [p["lag"] for p in (await response.json())["partitions"]]
         return len(lags) == kafka.partitions and not any(lags)
 
-    # The stale re-drives too have been handed to the API.
+    # The stale re-drives too have been handed to the API, which left them unchanged.
     await eventually(caught_up, within=30, what="both schedulers committed everything")
+    stale = [await service.metric("redrives_total", outcome="stale") for service in schedulers]
+    assert sum(stale) == NEWER
     conn = await asyncpg.connect(database)
     try:
         rows = {

@@ -174,6 +174,7 @@ async def test_a_redrive_older_than_the_products_row_leaves_the_row_as_it_is(
         )
 
     await eventually(quantity, within=30, what="the newer record persisted")
+
     response = await scheduler.post(
         f"/dead-letters/{dead.partition}/{dead.offset}/redrive",
         json={"value": manual_record(product, stockQuantity=1)},
@@ -187,3 +188,5 @@ async def test_a_redrive_older_than_the_products_row_leaves_the_row_as_it_is(
 
     await eventually(handed_over, within=30, what="the re-driven record acknowledged by the API")
     assert await quantity() == 7
+    metrics = await (await scheduler.get("/metrics")).text()
+    assert 'fluxo_scheduler_redrives_total{outcome="stale"} 1.0' in metrics
