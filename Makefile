@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help prereqs install lock up down logs psql read-topic test test-fast test-tools \
-  test-system compose-up compose-down lint bench clean
+  test-system compose-up compose-down lint docs bench clean
 
 # PYTHON: the interpreter of the virtualenv (a command, a path, or a version such as 3.13);
 # empty picks one (scripts/python.sh). VENV: where it lives; one per interpreter, e.g.
@@ -124,6 +124,11 @@ lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The committed AsyncAPI document, generated with .env.example's settings (the suite fails when
+# it differs from what the code generates).
+docs: install  ## regenerate docs/asyncapi.yaml, the AsyncAPI document of the Kafka topics
+	$(VENV)/bin/python -m services.scheduler.asyncapi
 
 # BENCH_ARGS: options of `python -m bench`, e.g. BENCH_ARGS="--repeat 3" or "--records 5000".
 # Results go to .run/bench/; --record writes bench/results/ and bench/README.md for a commit.

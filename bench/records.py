@@ -15,9 +15,9 @@ from itertools import islice
 from typing import Any
 
 from services.api.handlers import load_item
-from services.api.repository import Source
 from services.common import jsoncodec
 from services.common.contracts import TransformedProduct
+from services.common.ordering import Source
 from services.scheduler.records import to_work
 
 # (product, category) pairs: a category that fits the product reads like real data.

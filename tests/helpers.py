@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -256,6 +256,7 @@ class Placed:
     value: bytes | None
     partition: int | None = None
     timestamp_ms: int | None = None
+    headers: Iterable[tuple[str, bytes | None]] = ()
 
 
 async def produce_placed(topic: str, records: Iterable[Placed]) -> list[RecordMetadata]:
@@ -270,12 +271,25 @@ async def produce_placed(topic: str, records: Iterable[Placed]) -> list[RecordMe
                 value=record.value,
                 partition=record.partition,
                 timestamp_ms=record.timestamp_ms,
+                headers=list(record.headers),
             )
             for record in records
         ]
         return list(await asyncio.gather(*deliveries))
     finally:
         await producer.stop()
+
+
+async def caught_up(scheduler: TestClient[Any, Any], partitions: int) -> None:
+    """Until the scheduler behind ``scheduler`` holds ``partitions`` partitions and has
+    committed every record on them."""
+
+    async def done() -> bool:
+        status = await (await scheduler.get("/status", headers=auth())).json()
+        held = status["partitions"]
+        return len(held) == partitions and all(p["lag"] == 0 for p in held)
+
+    await eventually(done, within=30, what="the scheduler caught up with its topic")
 
 
 async def wait_ready(
@@ -359,3 +373,36 @@ def encode(record: dict[str, Any]) -> bytes:
 
 def auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+class RawAnswer(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def raw_request(
+    client: TestClient[Any, Any], request: bytes, *, within: float = 10
+) -> RawAnswer:
+    """Send bytes that no HTTP client library would send; the answer, read until its
+    Content-Length (or the end of the connection), within ``within`` seconds."""
+    server: TestServer = client.server  # type: ignore[assignment]
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(within):
+            head = await reader.readuntil(b"\r\n\r\n")
+            status_line, *header_lines = head.decode("latin-1").split("\r\n")
+            headers = {}
+            for line in header_lines:
+                if line:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+            length = headers.get("content-length")
+            body = await (reader.readexactly(int(length)) if length else reader.read())
+        return RawAnswer(int(status_line.split()[1]), headers, body)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

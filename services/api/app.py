@@ -40,7 +40,11 @@ def create_app(config: ApiConfig, tracing: Tracing | None = None) -> web.Applica
     """Build the application; no I/O happens until it starts."""
     metrics = ApiMetrics()
     app = service_app(
-        config.api_tokens, metrics, tracing or Tracing(), client_max_size=config.max_body_bytes
+        config.api_tokens,
+        metrics,
+        tracing or Tracing(),
+        config.http,
+        client_max_size=config.max_body_bytes,
     )
     app[CONFIG] = config
     app[METRICS] = metrics

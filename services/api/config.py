@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..common.config import (
     ConfigError,
     Env,
+    HttpConfig,
     KafkaConfig,
     RetryConfig,
     api_tokens,
@@ -65,6 +66,7 @@ class ApiConfig:
     port: int = 8000
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     database_pool_size: int = 10
     max_body_bytes: int = 8 * 1024 * 1024
     outbox_batch_size: int = 1000
@@ -82,6 +84,7 @@ class ApiConfig:
             port=env.port("API_PORT", cls.port),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),
+            http=HttpConfig.from_env(env),
             database_pool_size=env.integer("DATABASE_POOL_SIZE", cls.database_pool_size, minimum=1),
             max_body_bytes=env.integer("API_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             outbox_batch_size=env.integer("OUTBOX_BATCH_SIZE", cls.outbox_batch_size, minimum=1),

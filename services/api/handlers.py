@@ -33,12 +33,12 @@ from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, json_bo
 from ..common.errors import ApiError, Unavailable
 from ..common.http import invalid, json_response, read_json
 from ..common.kafka import Outgoing
-from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE, too_far_ahead
+from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE, Source, too_far_ahead
 from ..common.tracing import TRACING, SpanKind, Trace, parse, trace_of
 from . import repository, schemas
 from .database import Connection
 from .keys import CONFIG, DATABASE, METRICS, PRODUCER, RELAY
-from .repository import Outcome, Source
+from .repository import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from ..common.config import RetryConfig
+from ..common.contracts import EVENT_CONTENT_TYPE
 from ..common.kafka import ManagedProducer, Outgoing
 from ..common.metrics import ApiMetrics
 from ..common.retry import Stopped, retry, until_stopped
@@ -181,9 +182,13 @@ class OutboxRelay:
         self._metrics.outbox_relay_slots.set(len(slots))
 
 
+CONTENT_TYPE = EVENT_CONTENT_TYPE.encode()
+
+
 def event_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
-    """The event's id, content type and the trace of the record it comes from."""
-    headers = [("event-id", str(row["id"]).encode()), ("content-type", b"application/json")]
+    """The event's id, content type (with its schema's version) and the trace of the record
+    it comes from."""
+    headers = [("event-id", str(row["id"]).encode()), ("content-type", CONTENT_TYPE)]
     if row["traceparent"]:
         headers.append((TRACEPARENT, row["traceparent"].encode()))
     return headers

@@ -17,8 +17,6 @@ from ..common.ordering import Position, Source, supersedes
 from ..common.transform import format_timestamp
 from .database import Connection
 
-__all__ = ["Outcome", "Source", "newest_per_id", "upsert_products"]
-
 
 class Outcome(StrEnum):
     CREATED = "created"

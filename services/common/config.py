@@ -226,3 +226,30 @@ class RetryConfig:
             initial_delay=env.number("RETRY_INITIAL_DELAY", cls.initial_delay, minimum=0.001),
             max_delay=env.number("RETRY_MAX_DELAY", cls.max_delay, minimum=0.001),
         )
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """What a client may take of a service's HTTP server: time and connections."""
+
+    # All of a request's headers must arrive within this, from its first byte (else 408).
+    header_timeout: float = 10.0
+    # All of its body within this, from the end of its headers (else 408).
+    body_timeout: float = 30.0
+    # An idle connection is closed after this.
+    keepalive_timeout: float = 75.0
+    # Open connections per process; past it a new one is answered 503 and closed.
+    max_connections: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Env) -> HttpConfig:
+        return cls(
+            header_timeout=env.number(
+                "HTTP_HEADER_TIMEOUT_SECONDS", cls.header_timeout, minimum=0.1
+            ),
+            body_timeout=env.number("HTTP_BODY_TIMEOUT_SECONDS", cls.body_timeout, minimum=0.1),
+            keepalive_timeout=env.number(
+                "HTTP_KEEPALIVE_TIMEOUT_SECONDS", cls.keepalive_timeout, minimum=0.1
+            ),
+            max_connections=env.integer("HTTP_MAX_CONNECTIONS", cls.max_connections, minimum=1),
+        )

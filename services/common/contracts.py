@@ -31,16 +31,29 @@ WHITESPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u300
 TEXT_PATTERN = rf"[^\u0000]*[^\u0000{WHITESPACE}][^\u0000]*"
 CURRENCY_PATTERN = "[A-Z]{3}"
 # RFC 3339 with a Z or an offset, to the millisecond at most: what is stored reads back as is.
-TIMESTAMP_PATTERN = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,3})?(Z|[+-][0-9]{2}:[0-9]{2})"
+# Only real days of the years 1970 to 2099 and each field within its range, so that what the
+# pattern accepts is what the check accepts, but for what a pattern cannot say: the first
+# hours of 1970 written with an offset ahead of UTC, and the end of the range, which moves
+# with the clock (FUTURE_TIMESTAMP_TOLERANCE_SECONDS, below).
+_YEAR = "(19[7-9][0-9]|20[0-9]{2})"
+_LEAP_YEAR = "(197[26]|198[048]|199[26]|20[02468][048]|20[13579][26])"  # 2000 is one
+_MONTH_DAY = (
+    "((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"  # every month
+    "|(0[13-9]|1[0-2])-(29|30)"  # but February
+    "|(0[13578]|1[02])-31)"  # the long months
 )
+_DATE = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+TIMESTAMP_PATTERN = rf"{_DATE}T{_TIME}(\.[0-9]{{1,3}})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 # The upper bound (FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's clock) is a setting,
 # checked where a record is persisted (services/common/ordering.py, too_far_ahead).
 TIMESTAMP_RANGE = (
-    "From 1970-01-01T00:00:00Z, with a Z or an offset and at most millisecond precision. "
-    "A record is refused when its timestamp is more than FUTURE_TIMESTAMP_TOLERANCE_SECONDS "
-    "(60 by default) ahead of the server's clock."
+    "From 1970-01-01T00:00:00Z on, with a Z or an offset and at most millisecond precision."
+)
+FUTURE_BOUND = (
+    "A record stamped more than FUTURE_TIMESTAMP_TOLERANCE_SECONDS (60 by default) after the "
+    "server's clock is refused."
 )
 
 _BLANK = re.compile(f"[{WHITESPACE}]*")
@@ -60,8 +73,8 @@ def parse_timestamp(value: Any) -> datetime:
     """
     if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
         raise ValueError(
-            "Not an ISO 8601 timestamp such as 2024-06-12T12:00:00.000Z (a Z or an offset, "
-            "at most milliseconds)."
+            "Not an ISO 8601 timestamp of the years 1970 to 2099 such as "
+            "2024-06-12T12:00:00.000Z (a Z or an offset, at most milliseconds)."
         )
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -242,7 +255,9 @@ class AvailabilitySchema(Schema):
         unknown = EXCLUDE
 
     quantity = _quantity(metadata={"example": 50})
-    timestamp = UtcDateTime(required=True, metadata={"example": "2024-06-12T12:00:00.000Z"})
+    timestamp = UtcDateTime(
+        required=True, metadata={"example": "2024-06-12T12:00:00.000Z", "description": FUTURE_BOUND}
+    )
 
 
 class TransformedProductSchema(Schema):
@@ -258,6 +273,13 @@ class TransformedProductSchema(Schema):
     availability = fields.Nested(AvailabilitySchema, required=True)
     category = _text(NAME_MAX, metadata={"example": "Categoria do Produto"})
 
+
+# The media type of an event on produtos-persistidos and the version of its schema (the
+# TransformedProductSchema). Within a version fields are only added; removing, renaming or
+# retyping one, or making it nullable, is a new version (docs/topics.md), checked against
+# docs/asyncapi-baseline/produtos-persistidos-v<version>.json.
+EVENT_VERSION = 1
+EVENT_CONTENT_TYPE = f"application/json; version={EVENT_VERSION}"
 
 MANUAL_PRODUCT = ManualProductSchema()
 MANUAL_FIELDS = tuple(MANUAL_PRODUCT.fields)  # in the order marshmallow returns them

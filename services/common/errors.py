@@ -9,8 +9,10 @@ STATUS_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "validation_failed",
     503: "unavailable",
 }

@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Paths served without a token: probes, metrics, the documentation and the status page's
-# HTML (which asks for the token to read the protected endpoints).
-PUBLIC_PREFIXES = ("/health", "/ready", "/metrics", "/docs", "/static/swagger")
+# Paths served without a token: probes, metrics, the documentation (OpenAPI and AsyncAPI) and
+# the status page's HTML (which asks for the token to read the protected endpoints).
+PUBLIC_PREFIXES = ("/health", "/ready", "/metrics", "/docs", "/static/swagger", "/asyncapi")
 PUBLIC_PATHS = frozenset({"/"})
 
 
@@ -91,6 +91,9 @@ def bearer_auth(tokens: Sequence[str]) -> Middleware:
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Two tokens: which one decides would differ between this service and a proxy.
+        if len(request.headers.getall("Authorization", ())) > 1:
+            raise ApiError(400, "Send one Authorization header.")
         if (
             request.path not in PUBLIC_PATHS
             and not request.path.startswith(PUBLIC_PREFIXES)

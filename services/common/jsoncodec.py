@@ -54,14 +54,60 @@ def _may_nest_deeper(data: bytes | str) -> bool:
 _EXACT = json.JSONDecoder(parse_float=decimal.Decimal)
 
 
+class DuplicateKeyError(JSONDecodeError):
+    """An object names a key twice. Parsers disagree on which value wins (the first, the
+    last, an error), a known way to smuggle a value past a validator; it is refused."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the key {key!r} appears twice in one object", "", 0)
+        self.key = key
+
+    def __str__(self) -> str:
+        return self.msg
+
+
 def loads_exact(data: bytes | str) -> Any:
     """``loads``, with every number as written: a fraction or an exponent as a ``Decimal``,
-    an integer of any size as an ``int`` (a double would round them)."""
+    an integer of any size as an ``int`` (a double would round them); an object that names
+    a key twice is refused (``DuplicateKeyError``)."""
     value = loads(data)
+    if isinstance(data, bytes):
+        suspect = orjson.dumps(value).count(b":") != data.count(b":") or b"\\u003" in data
+    else:
+        suspect = orjson.dumps(value).count(b":") != data.count(":") or "\\u003" in data
+    if suspect:
+        _refuse_duplicate_keys(data)
     if not _has_float(value):
         return value
     text = data.decode() if isinstance(data, bytes) else data  # UTF-8: orjson checked it
     return _EXACT.decode(text)
+
+
+# Duplicate keys, found without a second parse. orjson keeps the last of two equal keys,
+# so what it parsed holds one key fewer than the text for each duplicate. Every colon of a
+# JSON text is a key's separator or a character of a string, and orjson writes each string
+# with its colons as they are: the parsed value written again (in C, a fraction of the
+# parse) has as many colons as the text unless a key came twice, or the text spelled a
+# colon as an escape (\u003a, which the text does not count; any \u003 escape is taken for
+# one). Either way the text is then parsed again, slowly, to name the key.
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return found
+
+
+_PAIRS = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+
+
+def _refuse_duplicate_keys(data: bytes | str) -> None:
+    _PAIRS.decode(data.decode() if isinstance(data, bytes) else data)
 
 
 def _has_float(value: Any) -> bool:

@@ -10,12 +10,13 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from aiohttp import web
 from dotenv import load_dotenv
 
-from .config import ConfigError, SettingsCatalog
+from .config import ConfigError, HttpConfig, SettingsCatalog
+from .content_encoding import content_encoding_middleware
 from .http import bearer_auth, error_middleware
 from .logs import configure_logging
 from .metrics import HttpMetrics
@@ -32,12 +33,18 @@ C = TypeVar("C", bound=ServiceConfig)
 
 
 def service_app(
-    tokens: Sequence[str], metrics: HttpMetrics, tracing: Tracing, **settings: Any
+    tokens: Sequence[str],
+    metrics: HttpMetrics,
+    tracing: Tracing,
+    http: HttpConfig,
+    *,
+    client_max_size: int = 1024**2,
 ) -> web.Application:
     """What both services' applications are built on: the middlewares in their order
-    (metrics outermost, then the trace, the error envelope, the bearer token), ``/metrics``,
-    JSON answers to malformed requests, and the tracing provider shut down last at cleanup
-    (so the other resources' spans are exported)."""
+    (metrics outermost, then the trace, the error envelope, the bearer token, the body's
+    content encoding), ``/metrics``, the connection handler's limits and JSON answers (see
+    ``protocol``), and the tracing provider shut down last at cleanup (so the other
+    resources' spans are exported)."""
     answer_malformed_requests_in_json()
     app = web.Application(
         middlewares=[
@@ -45,8 +52,18 @@ def service_app(
             trace_middleware(tracing),
             error_middleware,
             bearer_auth(tokens),
+            content_encoding_middleware,
         ],
-        **settings,
+        handler_args={
+            # Bodies are decoded by content_encoding_middleware, completely or not at all.
+            "auto_decompress": False,
+            "header_timeout": http.header_timeout,
+            "body_timeout": http.body_timeout,
+            "keepalive_timeout": http.keepalive_timeout,
+            "max_connections": http.max_connections,
+            "max_body_bytes": client_max_size,
+        },
+        client_max_size=client_max_size,
     )
     app[TRACING] = tracing
     app.cleanup_ctx.append(_tracing_ctx)

@@ -16,6 +16,7 @@ from ..common.metrics import SchedulerMetrics
 from ..common.service import cancel_and_wait, service_app
 from ..common.tracing import TRACING, Tracing
 from .api_client import ApiClient
+from .asyncapi import setup_asyncapi
 from .config import SchedulerConfig
 from .consumer import ProductConsumer
 from .dead_letter_handlers import bulk_spec
@@ -42,19 +43,22 @@ log = logging.getLogger(__name__)
 DESCRIPTION = (
     "Consumes cadastro-produtos, transforms each record and hands it to the API; "
     "operator endpoints pause, resume and replay consumption, and re-drive dead letters. "
-    "Authorize with 'Bearer <API_TOKEN>'."
+    "Authorize with 'Bearer <API_TOKEN>'.\n\n"
+    "The Kafka side (topics, record schemas, headers, dead letters) is described by an "
+    "AsyncAPI document: [rendered](/asyncapi), or as [JSON](/asyncapi.json)."
 )
 
 
 def create_app(config: SchedulerConfig, tracing: Tracing | None = None) -> web.Application:
     """Build the application; no I/O happens until it starts."""
     metrics = SchedulerMetrics()
-    app = service_app(config.api_tokens, metrics, tracing or Tracing())
+    app = service_app(config.api_tokens, metrics, tracing or Tracing(), config.http)
     app[CONFIG] = config
     app[METRICS] = metrics
     app.cleanup_ctx.extend([api_client_ctx, dead_letters_ctx, redrives_ctx, consumer_ctx, flow_ctx])
     app.router.add_routes(routes)
     app.router.add_routes(dead_letter_routes)
+    setup_asyncapi(app)
 
     def refine(spec: dict[str, Any]) -> None:
         replay_spec(spec, config.kafka.partitions)

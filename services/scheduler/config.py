@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..common.config import (
     ConfigError,
     Env,
+    HttpConfig,
     KafkaConfig,
     RetryConfig,
     api_tokens,
@@ -25,6 +26,7 @@ class SchedulerConfig:
     api_url: str = "http://localhost:8000"
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     consumer_group: str = "fluxo-scheduler"
     batch_size: int = 500
     # Batches at the API at once: while one is validated, others wait on PostgreSQL or are
@@ -63,6 +65,7 @@ class SchedulerConfig:
             api_url=",".join(api_urls(env.text("API_URL", cls.api_url))),
             kafka=KafkaConfig.from_env(env),
             retry=RetryConfig.from_env(env),
+            http=HttpConfig.from_env(env),
             consumer_group=env.text("KAFKA_CONSUMER_GROUP", cls.consumer_group),
             batch_size=env.integer("SCHEDULER_BATCH_SIZE", cls.batch_size, minimum=1),
             in_flight_batches=env.integer(

@@ -65,6 +65,10 @@ RECENT_DEAD_LETTERS = 20
 REVOKE_WAIT = 30.0
 # Longest wait of /status for the broker's answers.
 STATUS_WAIT = 5.0
+# How often the consumer reads the cluster's metadata unasked (aiokafka's default is 5
+# minutes). A consumer whose topic was deleted holds no partition and fetches nothing, so
+# nothing else tells it that the topic was created again: this is how long it may wait.
+METADATA_MAX_AGE_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class ProductConsumer:
         # the offsets of a topic deleted and created again are not compared with the old
         # one's; read again when a partition's offsets go back (see _know_incarnations).
         self._incarnations: dict[str, str | None] = {}
+        self._incarnations_stale = True  # set by each assignment
         self._next_offsets: dict[TopicPartition, int] = {}
         self.state = "starting"
 
@@ -318,6 +323,7 @@ class ProductConsumer:
             max_partition_fetch_bytes=2 * 1024 * 1024,
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
             fetch_min_bytes=self._config.fetch_min_bytes,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         consumer.subscribe([kafka.topic_cadastro], listener=_Rebalance(self))
         try:
@@ -341,13 +347,15 @@ class ProductConsumer:
         stale = {
             tp.topic
             for tp, records in batches.items()
-            if tp.topic not in self._incarnations
+            if self._incarnations_stale
+            or tp.topic not in self._incarnations
             or records[0].offset < self._next_offsets.get(tp, 0)
         }
         if not stale:
             return
         async with asyncio.timeout(STATUS_WAIT):
             found = await topic_ids(consumer, sorted(stale))
+        self._incarnations_stale = False
         for topic, incarnation in found.items():
             if topic in self._incarnations and self._incarnations[topic] != incarnation:
                 log.warning(
@@ -697,7 +705,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
         # The topic may have been deleted and created again meanwhile: its id is read again.
-        self._owner._incarnations.clear()
+        self._owner._incarnations_stale = True
         if self._owner._operator_paused and self._owner._consumer is not None:
             self._owner._consumer.pause(*assigned)
 

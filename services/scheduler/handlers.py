@@ -13,6 +13,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from ..common import probes
 from ..common.contracts import (
+    FUTURE_BOUND,
     TIMESTAMP_PATTERN,
     TIMESTAMP_RANGE,
     ManualProductSchema,
@@ -26,6 +27,7 @@ from ..common.contracts import (
 from ..common.docs import BODY_ERRORS, UNAUTHORIZED, error, json_body, query
 from ..common.errors import ApiError
 from ..common.http import invalid, json_response, read_json
+from ..common.ordering import too_far_ahead
 from ..common.transform import transform
 from .consumer import Replay, ReplayRefused
 from .keys import API, CONFIG, CONSUMER, DEAD_LETTERS, FLOW
@@ -252,7 +254,7 @@ async def replay(request: web.Request) -> web.Response:
         query(
             "timestamp",
             {"type": "string", "format": "date-time", "pattern": documented(TIMESTAMP_PATTERN)},
-            f"The source record's timestamp. {TIMESTAMP_RANGE}",
+            f"The source record's timestamp. {TIMESTAMP_RANGE} {FUTURE_BOUND}",
         )
     ],
     requestBody=json_body(ManualProductSchema),
@@ -263,8 +265,11 @@ async def dry_run(request: web.Request) -> web.Response:
     problems: dict[str, Any] = {}
     moment = datetime.now(UTC)
     if "timestamp" in request.query:
+        tolerance = request.app[CONFIG].future_timestamp_tolerance
         try:
             moment = parse_timestamp(request.query["timestamp"])
+            if reason := too_far_ahead(moment, datetime.now(UTC), tolerance):
+                raise ValueError(f"Too far ahead: {reason}.")
         except ValueError as exc:
             problems["timestamp"] = [str(exc)]
     try:

@@ -1,10 +1,13 @@
 """Loaded by schemathesis (SCHEMATHESIS_HOOKS) in the run of tests/contract/test_openapi.py.
 
-A timestamp's documented range ends FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's
-clock, which a schema cannot say: generated date-times stay within 1970 and now, in the
-documented form (a Z or an offset, milliseconds at most), and a case meant to be valid
-whose timestamp is outside the range (the coverage phase derives some from the pattern
-alone) is not sent as valid.
+Every bound a schema can express is in the documents (the timestamp pattern names real days
+of the years 1970 to 2099); these hooks cover what depends on the moment or on Kafka.
+
+A record's timestamp may be at most FUTURE_TIMESTAMP_TOLERANCE_SECONDS after the server's
+clock: generated date-times stay within 1970 and now, in the documented form (a Z or an
+offset, milliseconds at most), and a case meant to be valid whose timestamp matches the
+pattern but lies past that end (or in the first hours of 1970 written with an offset ahead
+of UTC, before the range starts) is not sent as valid.
 
 A replay's offsets must also lie within each partition's current range, which a schema
 cannot say either: a case meant to be valid replays from offset 0, which every partition of
@@ -13,6 +16,7 @@ the test's topic holds (nothing expires there).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,7 +24,7 @@ import schemathesis
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from services.common.contracts import parse_timestamp
+from services.common.contracts import TIMESTAMP_PATTERN, parse_timestamp
 from services.common.ordering import FUTURE_TIMESTAMP_TOLERANCE, too_far_ahead
 
 
@@ -60,12 +64,16 @@ def timestamps(value: Any) -> list[Any]:
     return []
 
 
-def in_range(value: Any) -> bool:
+def out_of_the_moments_range(value: str) -> bool:
+    """A timestamp the pattern accepts whose instant is refused: past the future tolerance,
+    or just before 1970 (anything else the pattern accepts, the check accepts)."""
+    if not re.fullmatch(TIMESTAMP_PATTERN, value):
+        return False  # refused by the schema already: sent as it is
     try:
         moment = parse_timestamp(value)
     except ValueError:
-        return False
-    return too_far_ahead(moment, datetime.now(UTC), FUTURE_TIMESTAMP_TOLERANCE) is None
+        return True
+    return too_far_ahead(moment, datetime.now(UTC), FUTURE_TIMESTAMP_TOLERANCE) is not None
 
 
 @schemathesis.hook
@@ -73,7 +81,7 @@ def filter_case(context: Any, case: Any) -> bool:
     if case.meta is None or case.meta.generation.mode != GenerationMode.POSITIVE:
         return True
     values = timestamps(case.body) + timestamps(case.query or {})
-    return all(in_range(value) for value in values if isinstance(value, str))
+    return not any(out_of_the_moments_range(value) for value in values if isinstance(value, str))
 
 
 @schemathesis.hook

@@ -126,7 +126,9 @@ async def test_the_dry_run_transform_formats_the_given_timestamp(
     assert (await response.json())["availability"]["timestamp"] == expected
 
 
-@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00Z", "2024-06-12T12:00:00"])
+@pytest.mark.parametrize(
+    "timestamp", ["0001-01-01T00:00:00Z", "2024-06-12T12:00:00", "9999-12-31T23:59:59Z"]
+)
 async def test_the_dry_run_transform_refuses_a_timestamp_out_of_range(
     scheduler: Client, timestamp: str
 ) -> None:

@@ -3,13 +3,12 @@ itself gives (405, malformed requests, oversized headers, charsets), all in the 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from services.api.app import create_app as create_api
@@ -23,6 +22,7 @@ from ..helpers import (
     TOKEN,
     auth,
     flows,
+    raw_request,
     wait_ready,
 )
 
@@ -30,27 +30,6 @@ Client = TestClient[web.Request, web.Application]
 
 NEW_TOKEN = "next-3a1f-token"
 OLD_TOKEN = "previous-9c2e-token"
-
-
-async def raw_request(client: Client, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes that no HTTP client library would send; returns status, headers, body."""
-    server: TestServer = client.server  # type: ignore[assignment]
-    reader, writer = await asyncio.open_connection(server.host, server.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        headers = {}
-        for line in header_lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        return int(status_line.split()[1]), headers, body
-    finally:
-        writer.close()
-        await writer.wait_closed()
 
 
 async def test_every_protected_endpoint_wants_a_bearer_token_and_says_so(api: Client) -> None:

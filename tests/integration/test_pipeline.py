@@ -76,6 +76,8 @@ async def test_manual_post_ends_in_products_and_on_produtos_persistidos(
     assert published.key == record["productId"].encode()
     assert jsoncodec.loads(published.value) == expected
     assert dict(published.headers)["event-id"].isdigit()
+    # The schema's version travels with the media type (docs/topics.md).
+    assert dict(published.headers)["content-type"] == b"application/json; version=1"
 
     row = await stored_row(api_config.database_url, record["productId"])
     assert row is not None

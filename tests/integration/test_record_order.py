@@ -26,6 +26,7 @@ from ..helpers import (
     Placed,
     TopicReader,
     auth,
+    caught_up,
     encode,
     eventually,
     manual_record,
@@ -76,16 +77,7 @@ class Setup:
         await eventually(named, within=within, what=f"product {product_id} stored as {name!r}")
 
     async def caught_up(self) -> None:
-        """Until the scheduler committed every record on the topic."""
-
-        async def done() -> bool:
-            status = await (await self.scheduler.get("/status", headers=auth())).json()
-            partitions = status["partitions"]
-            return len(partitions) == self.kafka.partitions and all(
-                p["lag"] == 0 for p in partitions
-            )
-
-        await eventually(done, within=30, what="the scheduler caught up with the topic")
+        await caught_up(self.scheduler, self.kafka.partitions)
 
 
 def now_ms() -> int:
@@ -210,6 +202,12 @@ async def topic_deleted_and_created_again(s: Setup) -> None:
             return topic not in await admin.list_topics()
 
         await eventually(gone, within=30, what=f"topic {topic} deleted")
+
+        async def released() -> bool:  # the scheduler noticed: it holds no partition
+            status = await (await s.scheduler.get("/status", headers=auth())).json()
+            return not status["partitions"]
+
+        await eventually(released, within=30, what="the scheduler releasing the deleted topic")
         await admin.create_topics([NewTopic(topic, s.kafka.partitions, 1)])
     finally:
         await admin.close()

@@ -30,6 +30,7 @@ async def test_poison_records_are_dead_lettered_with_the_reason_and_the_rest_flo
     poison: list[tuple[bytes | None, bytes | None, str]] = [
         (b"bytes", b"\xff\xfe\x00garbage", "decode"),
         (b"json", b'{"productId": "x",', "decode"),
+        (b"twice", encode(manual_record("d1", price=-5))[:-1] + b',"price":1}', "decode"),
         (b"types", encode(manual_record("t1", price="cheap", stockQuantity="many")), "validate"),
         (b"missing", b'{"productId": "m1"}', "validate"),
         (b"negative", encode(manual_record("n1", price=-10)), "validate"),
@@ -60,6 +61,9 @@ async def test_poison_records_are_dead_lettered_with_the_reason_and_the_rest_flo
         assert headers["dlq-source-timestamp"].isdigit()
     assert b"price" in dict(by_key[b"negative"].headers)["dlq-reason"]
     assert b"UTF-8" in dict(by_key[b"bytes"].headers)["dlq-reason"]
+    assert dict(by_key[b"twice"].headers)["dlq-reason"] == (
+        b"value is not JSON: the key 'price' appears twice in one object"
+    )
 
     await eventually(
         lambda: _has(api_config.database_url, {r["productId"] for r in good}),

@@ -10,16 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -29,36 +24,6 @@ from services.common.config import KafkaConfig
 from ..helpers import TOKEN, auth, encode, eventually, manual_record, produce, product_count, unique
 
 Client = TestClient[web.Request, web.Application]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[WebDriver]:
-    profile = tempfile.mkdtemp(prefix="fluxo-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--no-sandbox",  # as root
-        "--headless=new",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(argument)
-    driver = await asyncio.to_thread(
-        webdriver.Chrome, options=options, service=Service(CHROMEDRIVER)
-    )
-    try:
-        yield driver
-    finally:
-        await asyncio.to_thread(driver.quit)
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 class Page:

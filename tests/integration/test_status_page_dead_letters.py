@@ -17,9 +17,7 @@ from services.api.config import ApiConfig
 from services.common.config import KafkaConfig
 
 from ..helpers import TOKEN, encode, eventually, fetchval, manual_record, produce, unique
-from .test_status_page import Page, browser
-
-__all__ = ["browser"]  # the fixture, shared with the page's other test
+from .test_status_page import Page
 
 Client = TestClient[web.Request, web.Application]
 

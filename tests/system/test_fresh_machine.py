@@ -130,7 +130,10 @@ def test_without_apt_make_up_names_every_missing_program_in_one_line() -> None:
 def test_the_readmes_commands_on_a_bare_debian(machine: Machine) -> None:
     absent = machine.sh("for p in java mvn psql; do command -v $p || true; done")
     assert absent == "", f"a bare machine has these already: {absent}"
-    machine.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl", timeout=300)
+    machine.sh(
+        "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl",
+        timeout=300,
+    )
 
     start = time.monotonic()
     done = run_blocks(ROOT / "README.md", machine.block)

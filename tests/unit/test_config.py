@@ -8,7 +8,14 @@ import pytest
 from dotenv import dotenv_values
 
 from services.api.config import ApiConfig, database_url
-from services.common.config import ConfigError, Env, KafkaConfig, RetryConfig, local_environ
+from services.common.config import (
+    ConfigError,
+    Env,
+    HttpConfig,
+    KafkaConfig,
+    RetryConfig,
+    local_environ,
+)
 from services.scheduler.config import SchedulerConfig
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
@@ -64,6 +71,10 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             "API_MAX_BODY_BYTES": "1048576",
             "OUTBOX_BATCH_SIZE": "250",
             "OUTBOX_POLL_INTERVAL": "0.25",
+            "HTTP_HEADER_TIMEOUT_SECONDS": "5",
+            "HTTP_BODY_TIMEOUT_SECONDS": "20.5",
+            "HTTP_KEEPALIVE_TIMEOUT_SECONDS": "120",
+            "HTTP_MAX_CONNECTIONS": "4000",
             "FUTURE_TIMESTAMP_TOLERANCE_SECONDS": "5",
         }
     )
@@ -83,6 +94,9 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             min_insync_replicas=2,
         ),
         retry=RetryConfig(initial_delay=0.5, max_delay=30.0),
+        http=HttpConfig(
+            header_timeout=5.0, body_timeout=20.5, keepalive_timeout=120.0, max_connections=4000
+        ),
         database_pool_size=20,
         max_body_bytes=1048576,
         outbox_batch_size=250,
@@ -107,6 +121,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
             "SCHEDULER_FETCH_MIN_BYTES": "1",
             "SCHEDULER_STALL_TIMEOUT": "12",
             "RETRY_MAX_DELAY": "1",
+            "HTTP_MAX_CONNECTIONS": "50",
             "FUTURE_TIMESTAMP_TOLERANCE_SECONDS": "0.5",
         }
     )
@@ -117,6 +132,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         api_url="http://api:8000",
         kafka=KafkaConfig(partitions=3),
         retry=RetryConfig(max_delay=1.0),
+        http=HttpConfig(max_connections=50),
         consumer_group="grupo",
         batch_size=100,
         in_flight_batches=4,
@@ -187,6 +203,10 @@ def test_the_scheduler_names_a_missing_token(environ: dict[str, str]) -> None:
         ("OUTBOX_POLL_INTERVAL", "soon"),
         ("RETRY_INITIAL_DELAY", "0"),
         ("RETRY_MAX_DELAY", "-5"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "never"),
+        ("HTTP_KEEPALIVE_TIMEOUT_SECONDS", "-1"),
+        ("HTTP_MAX_CONNECTIONS", "0"),
         ("FUTURE_TIMESTAMP_TOLERANCE_SECONDS", "-1"),
     ],
 )
@@ -209,6 +229,7 @@ def test_the_api_names_a_malformed_variable(variable: str, value: str) -> None:
         ("SCHEDULER_FETCH_MIN_BYTES", "0"),
         ("KAFKA_TOPIC_PARTITIONS", "0"),
         ("KAFKA_TOPIC_PARTITIONS", "-3"),
+        ("HTTP_MAX_CONNECTIONS", "many"),
         ("FUTURE_TIMESTAMP_TOLERANCE_SECONDS", "a minute"),
     ],
 )

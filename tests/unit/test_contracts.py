@@ -497,7 +497,7 @@ def test_text_with_spaces_around_other_characters_is_kept_as_sent(load: Load) ->
 
 
 def test_the_contract_takes_timestamps_from_the_epoch_on_and_leaves_the_future_to_the_api() -> None:
-    for text in ("1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z"):
+    for text in ("1970-01-01T00:00:00Z", "2099-12-31T23:59:59.999Z"):
         availability = {"quantity": 1, "timestamp": text}
         load_transformed(transformed_record("12369", availability=availability))
 
@@ -554,3 +554,38 @@ def test_each_documented_pattern_accepts_exactly_what_the_check_accepts(
         assert not documented_accepts, f"{value!r} fits the documented pattern, yet is refused"
     else:
         assert documented_accepts, f"{value!r} is accepted, yet does not fit the pattern"
+
+
+def test_the_timestamp_pattern_accepts_exactly_the_real_days_from_1970_to_2099() -> None:
+    day = datetime(1969, 1, 1)
+    while day.year <= 2100:
+        text = day.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert bool(re.fullmatch(TIMESTAMP_PATTERN, text)) == (1970 <= day.year <= 2099), text
+        day += timedelta(days=1)
+    for year, month in ((2023, 2), (2024, 2), (2000, 2), (2024, 4), (1970, 1)):
+        for number in range(28, 33):
+            text = f"{year}-{month:02d}-{number:02d}T00:00:00Z"
+            try:
+                real = bool(datetime(year, month, number))
+            except ValueError:
+                real = False
+            assert bool(re.fullmatch(TIMESTAMP_PATTERN, text)) == real, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0032-06-12T12:00:00Z",
+        "3014-06-12T12:00:00Z",
+        "2100-01-01T00:00:00Z",
+        "2024-00-12T12:00:00Z",
+        "2024-06-12T24:00:00Z",
+        "2024-06-12T12:60:00Z",
+        "2024-06-12T12:00:60Z",
+        "2024-06-12T12:00:00+24:00",
+    ],
+)
+def test_the_timestamp_pattern_refuses_fields_out_of_their_range(text: str) -> None:
+    assert re.fullmatch(TIMESTAMP_PATTERN, text) is None
+    with pytest.raises(ValueError, match="years 1970 to 2099"):
+        contracts.parse_timestamp(text)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common import jsoncodec
 from services.common.contracts import PRICE_LIMIT, load_transformed
@@ -135,3 +138,57 @@ def test_loads_exact_is_as_strict_as_loads() -> None:
     for text in (b"NaN", b'{"a": Infinity}', b'"\\ud800"', b"\xff", b"[" * 65 + b"]" * 65):
         with pytest.raises(jsoncodec.JSONDecodeError):
             jsoncodec.loads_exact(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('{"price": -5, "price": 1}', "price"),
+        ('{"pricing": {"amount": 1, "currency": "BRL", "amount": -5}}', "amount"),
+        ('[{"id": "a"}, {"id": "b", "id": "c"}]', "id"),
+        ('{"t": "12:00:00Z", "t": "13:00:00Z"}', "t"),  # colons in the values
+        ('{"a:b": 1, "a:b": 2}', "a:b"),  # and in the key
+        ('{"x": "\\u003a", "a": 1, "a": 2}', "a"),  # an escaped colon beside it
+        ('{"pre\\u00e7o": 1, "preço": 2}', "preço"),  # one key, spelled two ways
+        ('{"price": 1.5, "price": 2.5}', "price"),  # numbers read exactly
+    ],
+)
+def test_loads_exact_refuses_an_object_naming_a_key_twice_and_names_it(text: str, key: str) -> None:
+    for data in (text, text.encode()):
+        with pytest.raises(jsoncodec.DuplicateKeyError) as refused:
+            jsoncodec.loads_exact(data)
+
+        assert refused.value.key == key
+        assert str(refused.value) == f"the key {key!r} appears twice in one object"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"t": "2024-06-12T12:00:00Z", "url": "http://x:80/a:b", "::": ":"}',
+        '{"x": "\\u003a", "y": "\\u003A"}',
+        '{"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}]}',
+        '["a:b", {"c": "d"}, ":"]',
+    ],
+)
+def test_loads_exact_takes_colons_in_strings_and_equal_keys_in_different_objects(
+    text: str,
+) -> None:
+    assert jsoncodec.loads_exact(text) == json.loads(text)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet=':ab\\"ç\x01'),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet=":ab\\ç", max_size=3), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON_VALUES)
+def test_loads_exact_reads_back_whatever_json_without_duplicates_says(value: object) -> None:
+    assert jsoncodec.loads_exact(json.dumps(value)) == value
+    assert jsoncodec.loads_exact(json.dumps(value, ensure_ascii=False).encode()) == value

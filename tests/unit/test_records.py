@@ -83,6 +83,15 @@ def test_a_value_that_is_not_json_is_poison_at_decode(value: bytes) -> None:
     assert error.reason.startswith("value is not JSON: ")
 
 
+def test_a_value_naming_a_key_twice_is_poison_at_decode_naming_the_key() -> None:
+    error = poison_error(b'{"productId": "1", "price": -5, "price": 1}')
+
+    assert (error.stage, error.reason) == (
+        "decode",
+        "value is not JSON: the key 'price' appears twice in one object",
+    )
+
+
 def test_a_record_with_bad_fields_is_poison_at_validate_naming_every_field() -> None:
     value = encode(manual_record("12369", price=-1, currency="brl", stockQuantity="5"))
 

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.api.repository import Source, encode_product, newest_per_id
+from services.api.repository import encode_product, newest_per_id
 from services.common.contracts import TransformedProduct, load_transformed
+from services.common.ordering import Source
 
 from ..helpers import transformed_record
 
