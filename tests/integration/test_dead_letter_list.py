@@ -69,7 +69,7 @@ async def test_dead_letters_are_listed_newest_first_filtered_and_paged(
     ]
     assert [i["key"] for i in (await listed(scheduler, reason="price"))["items"]] == ["negative"]
     assert [i["key"] for i in (await listed(scheduler, key="bytes"))["items"]] == ["bytes"]
-    assert (await listed(scheduler, since="2100-01-01T00:00:00Z"))["items"] == []
+    assert (await listed(scheduler, since="2099-01-01T00:00:00Z"))["items"] == []
     first = await listed(scheduler, limit="2")
     second = await listed(scheduler, limit="2", cursor=first["next"])
     assert [i["key"] for i in first["items"] + second["items"]] == ["json", "negative", "bytes"]
