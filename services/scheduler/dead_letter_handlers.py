@@ -97,22 +97,7 @@ POSITION = [
     parameters=POSITION,
     requestBody={
         "required": False,
-        "content": {
-            "application/json": {
-                "schema": RedriveBodySchema,
-                "example": {
-                    "value": {
-                        "productId": "12369",
-                        "productName": "Nome do Produto",
-                        "productDescription": "Descrição do Produto",
-                        "price": 100.0,
-                        "currency": "BRL",
-                        "stockQuantity": 50,
-                        "category": "Categoria do Produto",
-                    }
-                },
-            }
-        },
+        "content": {"application/json": {"schema": RedriveBodySchema}},
     },
     responses={
         **BODY_ERRORS,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -19,6 +18,7 @@ from ..helpers import (
     auth,
     encode,
     eventually,
+    execute,
     manual_record,
     produce,
     product_count,
@@ -153,11 +153,3 @@ async def test_entries_matching_a_filter_are_redriven_once_and_a_job_can_be_foll
         sorted(dict(r.headers).get("redrive-attempt", b"-") for r in records)
         == [b"-"] * 4 + [b"1"] * 4
     )
-
-
-async def execute(database: str, statement: str) -> None:
-    conn = await asyncpg.connect(database)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()

@@ -26,15 +26,16 @@ from services.api.config import ApiConfig
 from services.common.config import KafkaConfig
 
 from ..helpers import (
-    BOOTSTRAP,
     TOKEN,
     TopicReader,
     auth,
     encode,
     eventually,
+    execute,
     manual_record,
     persisted,
     produce,
+    topic_settings,
     unique,
 )
 from ..reliability.harness import SETTINGS, ServiceProcess, free_port
@@ -57,12 +58,7 @@ async def schedulers(
         **SETTINGS,
         "API_TOKEN": TOKEN,
         "API_URL": str(server.make_url("")).rstrip("/"),
-        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
-        "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
-        "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
-        "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
-        "KAFKA_TOPIC_DLQ_REDRIVES": kafka.topic_dlq_redrives,
-        "KAFKA_TOPIC_PARTITIONS": str(kafka.partitions),
+        **topic_settings(kafka),
         "KAFKA_CONSUMER_GROUP": unique("group"),
         "RETRY_MAX_DELAY": "0.5",
         "LOG_FORMAT": "text",
@@ -116,14 +112,6 @@ async def entries(service: ServiceProcess, count: int, **query: str) -> list[Any
                 return found if len(found) == count else None
 
     return await eventually(listed, within=60, what=f"{count} dead letters listed", every=0.3)
-
-
-async def execute(database: str, statement: str) -> None:
-    conn = await asyncpg.connect(database)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def test_every_dead_letter_is_found_fixed_and_redriven_exactly_once(
