@@ -19,6 +19,7 @@ from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
 from ..helpers import (
+    BOOTSTRAP,
     TopicReader,
     auth,
     encode,
@@ -29,6 +30,7 @@ from ..helpers import (
     unique,
     wait_ready,
 )
+from ..reliability.kafka_admin import topic_setting
 
 Client = TestClient[web.Request, web.Application]
 
@@ -109,6 +111,14 @@ async def test_a_position_without_a_dead_letter_is_404(scheduler: Client) -> Non
     response = await scheduler.post("/dead-letters/0/5/redrive", headers=auth())
 
     assert response.status == 404, await response.text()
+
+
+async def test_the_redrive_state_topic_is_created_compacted(
+    scheduler: Client, kafka: KafkaConfig
+) -> None:
+    policy = await topic_setting(BOOTSTRAP, kafka.topic_dlq_redrives, "cleanup.policy")
+
+    assert policy == "compact"
 
 
 async def test_two_schedulers_asked_at_once_redrive_each_entry_exactly_once(
