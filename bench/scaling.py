@@ -186,6 +186,7 @@ class Bench:
             "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
             "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
             "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
+            "KAFKA_TOPIC_DLQ_REDRIVES": kafka.topic_dlq_redrives,
             "KAFKA_TOPIC_PARTITIONS": str(PARTITIONS),
             "LOG_LEVEL": "WARNING",
         }

@@ -80,8 +80,29 @@ def isolated_kafka(partitions: int = 3) -> KafkaConfig:
         topic_dlq=f"{run}.cadastro-produtos.dlq",
         partitions=partitions,
     )
-    SESSION_TOPICS.update((config.topic_cadastro, config.topic_persistidos, config.topic_dlq))
+    SESSION_TOPICS.update(config.topics)
     return config
+
+
+def topic_settings(kafka: KafkaConfig) -> dict[str, str]:
+    """The environment that points a service started as a process at ``kafka``'s topics."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
+        "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
+        "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
+        "KAFKA_TOPIC_DLQ_REDRIVES": kafka.topic_dlq_redrives,
+        "KAFKA_TOPIC_PARTITIONS": str(kafka.partitions),
+    }
+
+
+async def execute(database: str, statement: str) -> None:
+    """Run one statement on a connection of its own to ``database``."""
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 async def delete_session_topics() -> None:

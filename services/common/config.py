@@ -142,6 +142,9 @@ class KafkaConfig:
     topic_cadastro: str = "cadastro-produtos"
     topic_persistidos: str = "produtos-persistidos"
     topic_dlq: str = "cadastro-produtos.dlq"
+    # Compacted: which dead letters were re-driven, by whom and where to (claims and
+    # outcomes). Empty: the dead-letter topic's name followed by ".redrives".
+    topic_dlq_redrives: str = ""
     partitions: int = 6
     replication_factor: int = 1
     # min.insync.replicas of the topics created: with acks=all, how many replicas hold a
@@ -154,6 +157,10 @@ class KafkaConfig:
     sasl_password: str = field(default="", repr=False)
     # CA bundle that signs the brokers' certificates; empty: the system's CAs.
     ssl_cafile: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.topic_dlq_redrives:
+            object.__setattr__(self, "topic_dlq_redrives", f"{self.topic_dlq}.redrives")
 
     @property
     def uses_sasl(self) -> bool:
@@ -168,13 +175,15 @@ class KafkaConfig:
         protocol = env.choice("KAFKA_SECURITY_PROTOCOL", SECURITY_PROTOCOLS, cls.security_protocol)
         sasl = protocol.startswith("SASL_")
         cafile = env.text("KAFKA_SSL_CAFILE", "")
+        topic_dlq = env.text("KAFKA_TOPIC_DLQ", cls.topic_dlq)
         if cafile and not Path(cafile).is_file():
             raise ConfigError(f"KAFKA_SSL_CAFILE must be a readable file, got {cafile!r}")
         return cls(
             bootstrap_servers=env.text("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
             topic_cadastro=env.text("KAFKA_TOPIC_CADASTRO_PRODUTO", cls.topic_cadastro),
             topic_persistidos=env.text("KAFKA_TOPIC_PRODUTOS_PERSISTIDOS", cls.topic_persistidos),
-            topic_dlq=env.text("KAFKA_TOPIC_DLQ", cls.topic_dlq),
+            topic_dlq=topic_dlq,
+            topic_dlq_redrives=env.text("KAFKA_TOPIC_DLQ_REDRIVES", f"{topic_dlq}.redrives"),
             partitions=env.integer("KAFKA_TOPIC_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=env.integer(
                 "KAFKA_TOPIC_REPLICATION_FACTOR", cls.replication_factor, minimum=1
@@ -191,7 +200,17 @@ class KafkaConfig:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return (self.topic_cadastro, self.topic_persistidos, self.topic_dlq)
+        return (
+            self.topic_cadastro,
+            self.topic_persistidos,
+            self.topic_dlq,
+            self.topic_dlq_redrives,
+        )
+
+    @property
+    def compacted_topics(self) -> tuple[str, ...]:
+        """Topics that keep the latest record of each key rather than a time window."""
+        return (self.topic_dlq_redrives,)
 
 
 @dataclass(frozen=True)

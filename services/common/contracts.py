@@ -355,8 +355,15 @@ def load_transformed_all(data: list[Any]) -> list[TransformedProduct]:
 
 
 def field_errors(error: ValidationError) -> Any:
-    """The messages of a validation error, keyed by field (nested for nested records)."""
-    return error.messages
+    """The messages of a validation error, keyed by field (nested for nested records; an
+    item of a list by its index, as text, so that the messages are JSON)."""
+    return _text_keys(error.messages)
+
+
+def _text_keys(messages: Any) -> Any:
+    if isinstance(messages, dict):
+        return {str(key): _text_keys(value) for key, value in messages.items()}
+    return messages
 
 
 def _object(data: Any) -> Any:

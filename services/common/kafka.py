@@ -84,7 +84,12 @@ async def ensure_topics(config: KafkaConfig, names: Iterable[str] | None = None)
                     name,
                     num_partitions=config.partitions,
                     replication_factor=config.replication_factor,
-                    topic_configs={"min.insync.replicas": str(config.min_insync_replicas)},
+                    topic_configs={
+                        "min.insync.replicas": str(config.min_insync_replicas),
+                        **(
+                            {"cleanup.policy": "compact"} if name in config.compacted_topics else {}
+                        ),
+                    },
                 )
                 for name in missing
             ]
@@ -279,6 +284,9 @@ class Outgoing:
     value: bytes | None
     key: bytes | None = None
     headers: Sequence[tuple[str, bytes | None]] = ()
+    # Chosen by the partitioner when None; the time of the send when None.
+    partition: int | None = None
+    timestamp_ms: int | None = None
 
 
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
@@ -369,7 +377,12 @@ class ManagedProducer:
         async def start() -> list[asyncio.Future[Any]]:
             return [
                 await producer.send(
-                    record.topic, value=record.value, key=record.key, headers=list(record.headers)
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=list(record.headers),
+                    partition=record.partition,
+                    timestamp_ms=record.timestamp_ms,
                 )
                 for record in records
             ]

@@ -197,6 +197,13 @@ class SchedulerMetrics(HttpMetrics):
             "operation",
             ("persist", "dead-letter"),
         )
+        self.redrives = self._counter(
+            "fluxo_scheduler_redrives",
+            "Dead-letter re-drives asked for, by outcome: produced, refused (still invalid), "
+            "stale (older than the product's row), already (re-driven by another request).",
+            "outcome",
+            ("produced", "refused", "stale", "already"),
+        )
         self.batch_duration = self._histogram(
             "fluxo_scheduler_batch_duration_seconds",
             "Round trip of one batch request to the API, in seconds.",

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
 from ..common import jsoncodec
 from ..common.metrics import SchedulerMetrics
 from ..common.tracing import TRACEPARENT, Trace, start
-from .records import Poison, Work, invalid_fields
+from .records import Poison, Work, invalid_fields, redrive_of
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class ApiClient:
         trace = trace or start()
         status, body = await self._post(work, trace)
         if status == 200:
+            self._count_stale_redrives(work, body["results"])
             return [
                 rejected(work[result["index"]], invalid_fields(result["error"]))
                 for result in body["results"]
@@ -97,6 +99,17 @@ class ApiClient:
             ]
         reason = f"API answered {status}: {jsoncodec.dumps(body).decode()[:500]}"
         return [rejected(work[0], reason)]
+
+    def _count_stale_redrives(self, work: Sequence[Work], results: list[Any]) -> None:
+        """A re-driven dead letter the API left unchanged was older than the product's row
+        (ordered by its original coordinates)."""
+        stale = sum(
+            1
+            for result in results
+            if result["status"] == "unchanged" and redrive_of(work[result["index"]].record.headers)
+        )
+        if stale:
+            self._metrics.redrives.labels("stale").inc(stale)
 
     async def _post(self, work: Sequence[Work], trace: Trace) -> tuple[int, Any]:
         """POST the batch to the first replica that answers, in failover order."""
@@ -171,6 +184,22 @@ class ApiClient:
             return status, jsoncodec.loads(raw) if raw else None
         except jsoncodec.JSONDecodeError:
             return status, raw.decode("utf-8", "replace")
+
+    async def stored_timestamp(self, product_id: str) -> str | None:
+        """The availability timestamp of the product's row (None when there is none), read
+        from the first replica that answers; ``TransientError`` when none does."""
+        for endpoint in self._failover_order():
+            url = f"{endpoint.url}/produtos/{quote(product_id, safe='')}"
+            try:
+                async with self._session.get(url, headers=self._headers) as resp:
+                    if resp.status == 404:
+                        return None
+                    if resp.status == 200:
+                        stored: str = (await resp.json())["availability"]["timestamp"]
+                        return stored
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+        raise TransientError("no API replica answered")
 
     async def reachable(self) -> bool:
         """Whether any replica answers ``/health``."""

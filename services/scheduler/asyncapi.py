@@ -26,8 +26,15 @@ from dotenv import dotenv_values
 from ..common.contracts import EVENT_CONTENT_TYPE, ManualProductSchema, TransformedProductSchema
 from ..common.http import json_response
 from .config import SchedulerConfig
+from .dead_letters import REDRIVE_ATTEMPT, REDRIVE_CORRECTED
 from .keys import CONFIG
-from .records import DEAD_LETTER_PREFIX, Poison, UnreadableRecord, dead_letter_headers
+from .records import (
+    DEAD_LETTER_PREFIX,
+    REDRIVE_OF,
+    Poison,
+    UnreadableRecord,
+    dead_letter_headers,
+)
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING = "0.5.0"
@@ -182,9 +189,58 @@ PRODUCER_HEADERS: dict[str, Any] = {
             "description": "W3C trace context (00-<trace id>-<parent id>-<flags>); the "
             "record's trace continues from it. Absent or unreadable: a new trace is started.",
             "examples": EVENT_HEADERS["properties"]["traceparent"]["examples"],
-        }
+        },
+        # What a re-drive of a dead letter adds (POST /dead-letters/.../redrive).
+        REDRIVE_OF: {
+            "type": ["string", "null"],
+            "description": "On a re-driven dead letter: its original source coordinates, "
+            "<topic>/<partition>/<offset>. The record is ordered by them (and by its "
+            "original timestamp, which it keeps), never as a newer write; a value that is "
+            "not such coordinates is ignored.",
+            "examples": ["cadastro-produtos/4/1207"],
+        },
+        REDRIVE_ATTEMPT: {
+            "type": ["string", "null"],
+            "description": "On a re-driven dead letter: which re-drive of it this is (1, 2, "
+            "...); kept if it is dead-lettered again.",
+            "examples": ["1"],
+        },
+        REDRIVE_CORRECTED: {
+            "type": ["string", "null"],
+            "description": "On a re-driven dead letter: true when an operator corrected its "
+            "value, false when it was re-driven as it was.",
+            "examples": ["false"],
+        },
     },
     "additionalProperties": ORIGINAL,
+}
+
+REDRIVE_STATE: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "entry", "attempt"],
+    "properties": {
+        "type": {"type": "string", "enum": ["claim", "outcome"]},
+        "entry": {
+            "type": "string",
+            "description": "The original record's coordinates, topic/partition/offset.",
+        },
+        "attempt": {"type": "integer", "minimum": 1},
+        "claim": {"type": "string", "description": "A claim's random id."},
+        "at": {"type": "string", "format": "date-time"},
+        "corrected": {"type": "boolean"},
+        "token": {
+            "type": "string",
+            "description": "Who: 12 hex digits of the SHA-256 of the bearer token, never the "
+            "token.",
+        },
+        "position": {
+            "type": "string",
+            "description": "An outcome's dead-letter position it was re-driven from.",
+        },
+        "topic": {"type": "string"},
+        "partition": {"type": "integer", "minimum": 0},
+        "offset": {"type": "integer", "minimum": 0},
+    },
 }
 
 ORDERING = (
@@ -304,6 +360,16 @@ def document(config: SchedulerConfig) -> dict[str, Any]:
                 "messages": {"deadLetter": message_ref("DeadLetter")},
                 "bindings": binding,
             },
+            "deadLetterRedrives": {
+                "address": kafka.topic_dlq_redrives,
+                "title": "Dead-letter re-drives",
+                "description": "Compacted. The schedulers' claims on re-driving a dead letter "
+                "and their outcomes, in the partition of the entry's key "
+                "(topic/partition/offset of the original record): the earliest claim of an "
+                "attempt wins, so each attempt is re-driven once (docs/dead-letters.md).",
+                "messages": {"redriveState": message_ref("RedriveState")},
+                "bindings": binding,
+            },
         },
         "operations": {
             "produceManualProduct": operation(
@@ -344,6 +410,14 @@ def document(config: SchedulerConfig) -> dict[str, Any]:
                 "Not JSON, not UTF-8, a field the contract refuses, or refused by the API. "
                 "Read by whoever looks after the data (kcat, Kafka UI, `make read-topic`).",
             ),
+            "recordRedrive": operation(
+                "send",
+                "deadLetterRedrives",
+                "redriveState",
+                "A scheduler claims a re-drive, then records its outcome",
+                "Read back by every scheduler (without a consumer group) to decide which "
+                "claim won and to show each dead letter's re-drives.",
+            ),
         },
         "components": {
             "schemas": schemas,
@@ -378,6 +452,16 @@ def document(config: SchedulerConfig) -> dict[str, Any]:
                             "payload": example_of(schemas["TransformedProduct"]),
                         }
                     ],
+                },
+                "RedriveState": {
+                    "name": "redriveState",
+                    "title": "A claim on a re-drive, or its outcome",
+                    "contentType": "application/json",
+                    "payload": REDRIVE_STATE,
+                    "bindings": key_binding(
+                        "A claim: <entry>#<attempt>#<claim id>, a key of its own so that "
+                        "compaction never drops an earlier claim; an outcome: <entry>#<attempt>."
+                    ),
                 },
                 "DeadLetter": {
                     "name": "deadLetter",

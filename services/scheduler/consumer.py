@@ -130,8 +130,12 @@ class ProductConsumer:
         dead_letters: ManagedProducer,
         metrics: SchedulerMetrics,
         tracing: Tracing | None = None,
+        dead_lettered: Callable[[Any], bool] | None = None,
     ) -> None:
         self._config = config
+        # Whether a record is on the dead-letter topic already: a replay does not put it
+        # there a second time.
+        self._dead_lettered = dead_lettered or (lambda record: False)
         self._api = api
         self._dead_letters = dead_letters
         self._metrics = metrics
@@ -447,6 +451,7 @@ class ProductConsumer:
         return delivered
 
     async def _dead_letter(self, poison: Sequence[Poison]) -> None:
+        poison = [item for item in poison if not self._dead_lettered(item.record)]
         await self._dead_letters.send(
             [
                 Outgoing(

@@ -15,6 +15,7 @@ from marshmallow import ValidationError
 
 from ..common import jsoncodec
 from ..common.contracts import ManualProduct, check_manual, field_errors
+from ..common.kafka import OFFSET_MAX, PARTITION_MAX
 from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE, too_far_ahead
 from ..common.tracing import TRACEPARENT, Trace, record_trace
 from ..common.transform import kafka_timestamp, transform
@@ -113,26 +114,77 @@ def to_work(record: KafkaRecord, trace: Trace | None = None, intake: Intake | No
     """The API batch item of a record: the transformed product, its source and its trace.
 
     A record stamped further ahead than the intake allows is poison (stage validate).
+    A re-driven dead letter is ordered by its original coordinates (``redrive-of``; its
+    timestamp is the original one already), never as the newer write its offset says.
     """
     intake = intake or current_intake()
     product = decode(record.value)
     if record.timestamp > intake.latest_ms and (reason := ahead(record.timestamp, intake)):
         raise PoisonError("validate", reason)
     trace = trace or record_trace(record.headers)
+    source = redrive_of(record.headers) or Coordinates(
+        record.topic, record.partition, record.offset
+    )
     return Work(
         record,
         {
             "product": transform(product, record.timestamp),
             "source": {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "incarnation": intake.incarnations.get(record.topic),
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
+                "incarnation": intake.incarnations.get(source.topic),
             },
             "traceparent": trace.traceparent,
         },
         trace,
     )
+
+
+REDRIVE_OF = "redrive-of"
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class Coordinates:
+    """Where a source record sits on its topic."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Coordinates | None:
+        """``topic/partition/offset``, or None when it is not that (topic names hold no
+        slash)."""
+        parts = text.rsplit("/", 2)
+        if len(parts) != 3 or not parts[0] or "/" in parts[0]:
+            return None
+        topic, partition, offset = parts
+        if not (partition.isascii() and partition.isdigit()):
+            return None
+        if not (offset.isascii() and offset.isdigit()):
+            return None
+        if int(partition) > PARTITION_MAX or int(offset) > OFFSET_MAX:
+            return None
+        return cls(topic, int(partition), int(offset))
+
+
+def header(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:
+    """The last value of header ``name`` as text, or None."""
+    found: str | None = None
+    for key, value in headers:
+        if key == name and value is not None:
+            found = value.decode("utf-8", "replace")
+    return found
+
+
+def redrive_of(headers: Iterable[tuple[str, bytes | None]]) -> Coordinates | None:
+    """The original source coordinates a re-driven record carries, when valid."""
+    text = header(headers, REDRIVE_OF)
+    return Coordinates.parse(text) if text is not None else None
 
 
 def ahead(timestamp_ms: int, intake: Intake) -> str | None:

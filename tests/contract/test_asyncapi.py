@@ -46,7 +46,7 @@ from ..helpers import (
 )
 
 SCHEMA = ROOT / "docs" / "asyncapi-schema" / "3.0.0-without-id.json"
-CHANNELS = {"cadastroProdutos", "produtosPersistidos", "deadLetters"}
+CHANNELS = {"cadastroProdutos", "produtosPersistidos", "deadLetters", "deadLetterRedrives"}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,7 @@ def test_the_document_is_valid_asyncapi_3(asyncapi_schema: Draft7Validator) -> N
         "cadastroProdutos": "cadastro-produtos",
         "produtosPersistidos": "produtos-persistidos",
         "deadLetters": "cadastro-produtos.dlq",
+        "deadLetterRedrives": "cadastro-produtos.dlq.redrives",
     }
     # Every dlq-* header the scheduler writes is required and described.
     dead = doc["components"]["messages"]["DeadLetter"]["headers"]
@@ -86,6 +87,7 @@ def test_the_document_is_valid_asyncapi_3(asyncapi_schema: Draft7Validator) -> N
         ("receive", "#/channels/cadastroProdutos"),
         ("send", "#/channels/produtosPersistidos"),
         ("send", "#/channels/deadLetters"),
+        ("send", "#/channels/deadLetterRedrives"),
     }
 
 

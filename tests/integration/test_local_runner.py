@@ -15,7 +15,7 @@ import aiohttp
 
 from services.common.config import KafkaConfig
 
-from ..helpers import ROOT, TOKEN, auth, eventually, free_ports, relay_locks, unique
+from ..helpers import ROOT, TOKEN, auth, eventually, free_ports, relay_locks, topic_settings, unique
 
 
 def services_sh(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -62,11 +62,7 @@ async def test_services_sh_runs_apis_and_schedulers_on_consecutive_ports_and_sto
         "SCHEDULER_PORT": str(scheduler_port),
         "API_TOKEN": TOKEN,
         "DATABASE_URL": database,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
-        "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
-        "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
-        "KAFKA_TOPIC_PARTITIONS": str(kafka.partitions),
+        **topic_settings(kafka),
         "KAFKA_CONSUMER_GROUP": unique("runner"),
     }
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from services.common.config import KafkaConfig
 
-from ..helpers import BOOTSTRAP, TopicReader, manual_record, produce, unique
+from ..helpers import TopicReader, manual_record, produce, topic_settings, unique
 from ..reliability.harness import SETTINGS, ServiceProcess, free_port
 
 # A token nobody would write by chance: it must appear in no log line.
@@ -45,11 +45,7 @@ async def services(tmp_path: Path, kafka: KafkaConfig, database: str) -> AsyncIt
         "SCHEDULER_PORT": str(scheduler_port),
         "API_URL": f"http://127.0.0.1:{api_port}",
         "DATABASE_URL": database,
-        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
-        "KAFKA_TOPIC_CADASTRO_PRODUTO": kafka.topic_cadastro,
-        "KAFKA_TOPIC_PRODUTOS_PERSISTIDOS": kafka.topic_persistidos,
-        "KAFKA_TOPIC_DLQ": kafka.topic_dlq,
-        "KAFKA_TOPIC_PARTITIONS": str(kafka.partitions),
+        **topic_settings(kafka),
         "KAFKA_CONSUMER_GROUP": unique("group"),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "DEBUG",

@@ -19,7 +19,7 @@ from services.common import jsoncodec
 from services.common.config import KafkaConfig
 from services.common.transform import format_timestamp, kafka_timestamp
 
-from ..helpers import DLQ_HEADERS, TOKEN, TopicReader, eventually
+from ..helpers import DLQ_HEADERS, TOKEN, TopicReader, eventually, topic_settings
 from .harness import SETTINGS, Infrastructure, ServiceProcess, free_port, tail
 from .workload import POISON_STAGES, Expected, Stream, Workload, build_workload
 
@@ -100,17 +100,13 @@ class Scenario:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
         env.update(SETTINGS)
+        env.update(topic_settings(self.kafka))
         env.update(
             PYTHONUNBUFFERED="1",  # every line is in the log file when the process is killed
             API_PORT=str(self.api_port),
             SCHEDULER_PORT=str(self.scheduler_port),
             API_URL=f"http://127.0.0.1:{self.api_port}",
             API_TOKEN=TOKEN,
-            KAFKA_BOOTSTRAP_SERVERS=self.kafka.bootstrap_servers,
-            KAFKA_TOPIC_CADASTRO_PRODUTO=self.kafka.topic_cadastro,
-            KAFKA_TOPIC_PRODUTOS_PERSISTIDOS=self.kafka.topic_persistidos,
-            KAFKA_TOPIC_DLQ=self.kafka.topic_dlq,
-            KAFKA_TOPIC_PARTITIONS=str(self.kafka.partitions),
             KAFKA_TOPIC_REPLICATION_FACTOR=str(self.kafka.replication_factor),
             KAFKA_TOPIC_MIN_INSYNC_REPLICAS=str(self.kafka.min_insync_replicas),
             KAFKA_CONSUMER_GROUP=self.consumer_group,
