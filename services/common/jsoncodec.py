@@ -22,7 +22,13 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default)
+    try:
+        return orjson.dumps(value, default=_default)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits, which loads_exact keeps exact (an unknown
+        # field of a record may hold one); the standard library writes any integer.
+        text = json.dumps(value, default=_default, ensure_ascii=False, separators=(",", ":"))
+        return text.encode()
 
 
 JSONDecodeError = orjson.JSONDecodeError

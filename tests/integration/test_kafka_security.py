@@ -260,6 +260,7 @@ def kafka(secured_broker: SecuredBroker) -> KafkaConfig:
         topic_cadastro=f"{run}.cadastro-produtos",
         topic_persistidos=f"{run}.produtos-persistidos",
         topic_dlq=f"{run}.cadastro-produtos.dlq",
+        topic_dlq_redrives=f"{run}.cadastro-produtos.dlq.redrives",
         partitions=3,
     )
 

@@ -192,3 +192,8 @@ JSON_VALUES = st.recursive(
 def test_loads_exact_reads_back_whatever_json_without_duplicates_says(value: object) -> None:
     assert jsoncodec.loads_exact(json.dumps(value)) == value
     assert jsoncodec.loads_exact(json.dumps(value, ensure_ascii=False).encode()) == value
+
+
+def test_integers_beyond_64_bits_are_written_exactly() -> None:
+    assert jsoncodec.dumps({"a": 2**64, "b": "é"}) == '{"a":18446744073709551616,"b":"é"}'.encode()
+    assert jsoncodec.loads_exact(jsoncodec.dumps([-(2**70)])) == [-(2**70)]
