@@ -24,6 +24,7 @@ from services.scheduler.asyncapi import committed_config, document
 from services.scheduler.config import SchedulerConfig
 
 from .asyncapi_records import TAP, Messages
+from .doc_blocks import marked_summary
 from .helpers import (
     BOOTSTRAP,
     SESSION_TOPICS,
@@ -70,8 +71,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for report in reports
         if hasattr(report, "nodeid")
     ):
-        from .test_docs import marked_summary
-
         terminalreporter.section("commands of README.md and docs/")
         for line in marked_summary():
             terminalreporter.write_line(line)

@@ -56,6 +56,7 @@ def blocks(path: Path) -> list[Block]:
     lines = path.read_text(encoding="utf-8").split("\n")
     name = path.relative_to(ROOT).as_posix()
     found: list[Block] = []
+    closed = -1  # the line that closed the previous block
     i = 0
     while i < len(lines):
         fence = FENCE.match(lines[i])
@@ -69,7 +70,7 @@ def blocks(path: Path) -> list[Block]:
         block = Block(name, i + 1, fence.group(1), text, marked.group(1) if marked else None)
         previous = found[-1] if found else None
         # Output follows its command at once, or after one sentence that ends with a colon.
-        between = lines[_end_of(previous) + 1 : i] if previous else []
+        between = lines[closed + 1 : i]
         if (
             previous
             and previous.tag == "sh"
@@ -78,13 +79,9 @@ def blocks(path: Path) -> list[Block]:
         ):
             found[-1] = replace(previous, output=block)
         found.append(block)
+        closed = end
         i = end + 1
     return found
-
-
-def _end_of(block: Block) -> int:
-    """The index of the line that closes BLOCK."""
-    return block.line + block.text.count("\n")
 
 
 def commands(path: Path) -> list[Block]:
@@ -187,3 +184,12 @@ def first_line(text: str) -> str:
 def following(text: str) -> str:
     """The shell text that runs a block which follows a log: 5 s of it, then stopped."""
     return f"timeout 5 bash -c {shlex.quote(text)}"
+
+
+def marked_summary() -> list[str]:
+    """For a run's summary: how many commands run, and each marked one with its reason."""
+    every = [block for path in doc_files() for block in commands(path)]
+    marked = [block for block in every if block.not_run]
+    lines = [f"{len(every) - len(marked)} commands run by `make test-system`, {len(marked)} not:"]
+    lines += [f"  {block.where}: {block.not_run}" for block in marked]
+    return lines

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .doc_blocks import ROOT, RUN_PATHS, Block, blocks, commands, doc_files, same_shape
+from .doc_blocks import ROOT, RUN_PATHS, Block, commands, doc_files, same_shape
 
 LINK = re.compile(r"(?<!\\)\[[^\]]*\]\(([^)\s]+)\)")
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
@@ -133,11 +133,8 @@ def test_slugs_follow_github() -> None:
 def named_targets() -> set[str]:
     names = set()
     for path in doc_files():
-        text = path.read_text(encoding="utf-8")
-        code = CODE_SPAN.findall(prose(path))
-        code += [block.text for block in blocks(path) if block.tag == "sh"]
+        code = CODE_SPAN.findall(prose(path)) + [block.text for block in commands(path)]
         names |= {name for span in code for name in MAKE.findall(span)}
-        assert text  # every file is read
     return names
 
 
@@ -153,12 +150,3 @@ def test_make_help_and_the_docs_name_the_same_targets() -> None:
     named, listed = named_targets(), help_targets()
     assert not named - listed, f"the docs name targets make help does not list: {named - listed}"
     assert not listed - named, f"make help lists targets no doc mentions: {listed - named}"
-
-
-def marked_summary() -> list[str]:
-    """For the run's summary: how many commands run, and each marked one with its reason."""
-    every = every_command()
-    marked = [block for block in every if block.not_run]
-    lines = [f"{len(every) - len(marked)} commands run by `make test-system`, {len(marked)} not:"]
-    lines += [f"  {block.where}: {block.not_run}" for block in marked]
-    return lines
