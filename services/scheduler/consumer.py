@@ -222,8 +222,7 @@ class ProductConsumer:
                     await self._past_unreadable(consumer)
                     batches = {}
                 if batches:
-                    await self._know_incarnations(consumer, batches)
-                    self._start_delivery(consumer, batches)
+                    await self._start_delivery(consumer, batches)
                 # Overlap: the next batch is fetched and prepared while this one is at the
                 # API; wait only when too many are in flight or nothing new arrived.
                 async with self._commit_lock:
@@ -265,7 +264,7 @@ class ProductConsumer:
                     fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
                 except UNREADABLE as error:
                     if records:
-                        self._start_delivery(consumer, {tp: records})
+                        await self._start_delivery(consumer, {tp: records})
                         records = []
                     offset = await consumer.position(tp)
                     consumer.seek(tp, offset + 1)
@@ -279,7 +278,7 @@ class ProductConsumer:
                     break
                 records.extend(fetched[tp])
             if records:
-                self._start_delivery(consumer, {tp: records})
+                await self._start_delivery(consumer, {tp: records})
 
     async def _check(self, consumer: AIOKafkaConsumer, watchdog: _Watchdog) -> None:
         """Raise ``ConsumerStalled`` when the consumer no longer fetches: its fetch task
@@ -366,11 +365,13 @@ class ProductConsumer:
                 )
             self._incarnations[topic] = incarnation
 
-    def _start_delivery(
+    async def _start_delivery(
         self,
         consumer: AIOKafkaConsumer,
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
     ) -> None:
+        # Every path that hands records on knows their topic's current id first.
+        await self._know_incarnations(consumer, batches)
         records = [record for partition in batches.values() for record in partition]
         self._metrics.records.inc(len(records))
         intake = Intake(
