@@ -23,6 +23,7 @@ from ..common.kafka import OFFSET_MAX, PARTITION_MAX
 from ..common.metrics import DEAD_LETTER_STAGES
 from .dead_letter_index import CURSOR_PATTERN, Filter, parse_cursor
 from .keys import DEAD_LETTER_INDEX, REDRIVE_JOBS, REDRIVER
+from .records import bounded_int
 from .redrive_jobs import RATE_DEFAULT, RATE_MAX, SYNCHRONOUS_MAX
 from .redrives import Redrive
 
@@ -52,12 +53,12 @@ class RedriveResultSchema(Schema):
 
 
 def position(request: web.Request, name: str, maximum: int) -> int:
-    text = request.match_info[name]
-    if not (text.isascii() and text.isdigit()) or int(text) > maximum:
+    value = bounded_int(request.match_info[name], maximum)
+    if value is None:
         raise ApiError(
             422, "The request is invalid.", fields={name: [f"Must be between 0 and {maximum}."]}
         )
-    return int(text)
+    return value
 
 
 def bearer(request: web.Request) -> str:
@@ -284,7 +285,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         except ValueError as exc:
             problems["cursor"] = [str(exc)]
     raw_limit = request.query.get("limit", "100")
-    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 0
+    limit = bounded_int(raw_limit, LIST_MAX) or 0
     if not 1 <= limit <= LIST_MAX:
         problems["limit"] = [f"Must be an integer from 1 to {LIST_MAX}."]
     if problems:

@@ -11,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..common.kafka import OFFSET_MAX, PARTITION_MAX
 from .records import (
     DEAD_LETTER_PREFIX,
     ORIGINAL_PREFIX,
     REDRIVE_OF,
     Coordinates,
     KafkaRecord,
+    bounded_int,
     header,
     redrive_of,
 )
@@ -28,8 +30,7 @@ REDRIVE_HEADERS = (REDRIVE_OF, REDRIVE_ATTEMPT, REDRIVE_CORRECTED)
 
 def attempt_of(headers: Iterable[tuple[str, bytes | None]]) -> int:
     """The re-drive attempt a record is (0 for a record never re-driven)."""
-    text = header(headers, REDRIVE_ATTEMPT)
-    return int(text) if text is not None and text.isascii() and text.isdigit() else 0
+    return bounded_int(header(headers, REDRIVE_ATTEMPT), PARTITION_MAX) or 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +67,13 @@ def read_dead_letter(record: KafkaRecord) -> DeadLetter:
     place = Coordinates.parse(f"{topic}/{partition}/{offset}")
     if place is None:
         raise NotADeadLetter("malformed dlq-source-* headers")
-    timestamp = header(headers, "dlq-source-timestamp") or "-1"
+    timestamp = bounded_int(header(headers, "dlq-source-timestamp"), OFFSET_MAX, -OFFSET_MAX)
     return DeadLetter(
         position=Coordinates(record.topic, record.partition, record.offset),
         at=record.timestamp,
         place=place,
         source=redrive_of(headers) or place,
-        timestamp=int(timestamp) if timestamp.lstrip("-").isdigit() else -1,
+        timestamp=-1 if timestamp is None else timestamp,
         attempt=attempt_of(headers),
         stage=stage,
         reason=header(headers, "dlq-reason") or "",

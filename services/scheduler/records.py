@@ -162,14 +162,28 @@ class Coordinates:
         parts = text.rsplit("/", 2)
         if len(parts) != 3 or not parts[0] or "/" in parts[0]:
             return None
-        topic, partition, offset = parts
-        if not (partition.isascii() and partition.isdigit()):
+        topic, partition_text, offset_text = parts
+        partition = bounded_int(partition_text, PARTITION_MAX)
+        offset = bounded_int(offset_text, OFFSET_MAX)
+        if partition is None or offset is None:
             return None
-        if not (offset.isascii() and offset.isdigit()):
-            return None
-        if int(partition) > PARTITION_MAX or int(offset) > OFFSET_MAX:
-            return None
-        return cls(topic, int(partition), int(offset))
+        return cls(topic, partition, offset)
+
+
+INTEGER_DIGITS_MAX = 40  # leading zeros allowed; 2**63 has 19 digits
+
+
+def bounded_int(text: str | None, maximum: int, minimum: int = 0) -> int | None:
+    """TEXT as a decimal integer from MINIMUM to MAXIMUM, or None: ASCII digits only (and a
+    minus sign when MINIMUM is negative), and not more of them than any such bound needs
+    (int() of a header's or a URL's thousands of digits is slow, and past 4,300 an error)."""
+    if text is None:
+        return None
+    digits = text[1:] if minimum < 0 and text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > INTEGER_DIGITS_MAX:
+        return None
+    value = int(text)
+    return value if minimum <= value <= maximum else None
 
 
 def header(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:

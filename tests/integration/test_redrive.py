@@ -113,6 +113,13 @@ async def test_a_position_without_a_dead_letter_is_404(scheduler: Client) -> Non
     assert response.status == 404, await response.text()
 
 
+async def test_a_position_of_thousands_of_digits_is_422(scheduler: Client) -> None:
+    response = await scheduler.post(f"/dead-letters/{'9' * 5000}/0/redrive", headers=auth())
+
+    assert response.status == 422, await response.text()
+    assert set((await response.json())["error"]["fields"]) == {"partition"}
+
+
 async def test_the_redrive_state_topic_is_created_compacted(
     scheduler: Client, kafka: KafkaConfig
 ) -> None:

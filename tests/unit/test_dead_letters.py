@@ -19,6 +19,7 @@ from services.scheduler.dead_letters import (
 from services.scheduler.records import (
     Coordinates,
     Poison,
+    bounded_int,
     dead_letter_headers,
     redrive_of,
     to_work,
@@ -143,3 +144,37 @@ def test_the_redrive_state_topic_follows_the_dead_letter_topic_unless_named() ->
     assert KafkaConfig(topic_dlq="in.dlq").topic_dlq_redrives == "in.dlq.redrives"
     assert KafkaConfig(topic_dlq_redrives="state").topic_dlq_redrives == "state"
     assert "cadastro-produtos.dlq.redrives" in KafkaConfig().compacted_topics
+
+
+@pytest.mark.parametrize(
+    ("text", "maximum", "minimum", "expected"),
+    [
+        ("0", 9, 0, 0),
+        ("0007", 9, 0, 7),
+        ("10", 9, 0, None),
+        ("-3", 9, -5, -3),
+        ("-3", 9, 0, None),
+        ("²", 9, 0, None),  # a digit to str.isdigit(), not to int()
+        ("+1", 9, 0, None),
+        ("", 9, 0, None),
+        (None, 9, 0, None),
+        ("9" * 5000, 2**63 - 1, 0, None),  # int() refuses over 4,300 digits
+    ],
+)
+def test_bounded_int_reads_only_short_ascii_integers_in_range(
+    text: str | None, maximum: int, minimum: int, expected: int | None
+) -> None:
+    assert bounded_int(text, maximum, minimum) == expected
+
+
+def test_headers_with_thousands_of_digits_are_read_as_absent() -> None:
+    digits = "9" * 5000
+    assert redrive_of([("redrive-of", f"cadastro-produtos/0/{digits}".encode())]) is None
+    record = FakeRecord(b"{}", headers=[("redrive-attempt", digits.encode())])
+    dead = dead_lettered(record)
+    assert dead.attempt == 0
+    forged = [
+        (name, digits.encode() if name == "dlq-source-timestamp" else value)
+        for name, value in dead.headers
+    ]
+    assert read_dead_letter(FakeRecord(b"{}", headers=forged)).timestamp == -1
