@@ -51,15 +51,9 @@ class Position:
     source: Source | None = None
 
 
-def same_partition(a: Source | None, b: Source | None) -> bool:
+def same_partition(a: Source, b: Source) -> bool:
     """Whether two writes come from one partition of one incarnation of one topic."""
-    return (
-        a is not None
-        and b is not None
-        and a.topic == b.topic
-        and a.partition == b.partition
-        and a.incarnation == b.incarnation
-    )
+    return a.topic == b.topic and a.partition == b.partition and a.incarnation == b.incarnation
 
 
 def supersedes(new: Position, old: Position) -> bool:

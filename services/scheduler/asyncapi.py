@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 
 from ..common.contracts import EVENT_CONTENT_TYPE, ManualProductSchema, TransformedProductSchema
 from ..common.http import json_response
+from ..common.metrics import DEAD_LETTER_STAGES
 from .config import SchedulerConfig
 from .dead_letters import REDRIVE_ATTEMPT, REDRIVE_CORRECTED
 from .keys import CONFIG
@@ -51,9 +52,6 @@ REF_PREFIX = "#/components/schemas/"
 # W3C Trace Context: version-format-trace id-parent id-flags (a later version may append).
 TRACEPARENT_PATTERN = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$"
 DIGITS = "^[0-9]+$"
-# Why a record was dead-lettered: not JSON or not UTF-8 (decode), a field the contract
-# refuses (validate), or refused by the API (api).
-DEAD_LETTER_STAGES = ("decode", "validate", "api")
 
 
 def json_schema(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import sys
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaProducer
 
 from examples.consumer import EventChecker
 from services.common.config import KafkaConfig
@@ -16,7 +15,17 @@ from services.common.contracts import EVENT_CONTENT_TYPE
 from services.scheduler.asyncapi import committed_config, document
 
 from ..asyncapi_records import exact
-from ..helpers import BOOTSTRAP, ROOT, TopicReader, auth, manual_record, transformed_record, unique
+from ..helpers import (
+    BOOTSTRAP,
+    ROOT,
+    Placed,
+    TopicReader,
+    auth,
+    manual_record,
+    produce_placed,
+    transformed_record,
+    unique,
+)
 
 Client = TestClient[web.Request, web.Application]
 
@@ -34,18 +43,9 @@ async def test_the_example_consumer_keeps_each_event_once(
         first = (await reader.read(3))[0]
     # At-least-once: an event published again keeps its event-id. A later event of the same
     # product lands after it on its partition, so a consumer that keeps it has read the copy.
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            first.topic,
-            first.value,
-            key=first.key,
-            partition=first.partition,
-            headers=list(first.headers),
-        )
-    finally:
-        await producer.stop()
+    await produce_placed(
+        first.topic, [Placed(first.key, first.value, first.partition, headers=first.headers)]
+    )
     product = json.loads(first.value or b"")["id"]
     update = manual_record(product, stockQuantity=7)
     assert (await api.post("/produto/manual", json=update, headers=auth())).status == 202

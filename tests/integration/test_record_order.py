@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.config import KafkaConfig
-from services.common.kafka import partition_for
+from services.common.kafka import ensure_topics, partition_for
 from services.common.transform import format_timestamp
 
 from ..helpers import (
@@ -208,9 +208,9 @@ async def topic_deleted_and_created_again(s: Setup) -> None:
             return not status["partitions"]
 
         await eventually(released, within=30, what="the scheduler releasing the deleted topic")
-        await admin.create_topics([NewTopic(topic, s.kafka.partitions, 1)])
     finally:
         await admin.close()
+    await ensure_topics(s.kafka, [topic])
     # Offset 0 of the new topic, stamped later than the old records.
     await s.send(s.record(p, "new v0", now_ms(), partition=0))
 
