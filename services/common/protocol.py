@@ -140,6 +140,9 @@ class JsonErrorRequestHandler(RequestHandler):
             return
         parsing = not self._force_close and not self._close and not self._upgraded
         before = self._request_count
+        # Taken before parsing: the bytes that end a body clear its deadline as they are
+        # parsed, and are not the start of a next request's headers.
+        reading_body = self._body_deadline is not None
         super().data_received(data)
         if not parsing:
             return
@@ -157,7 +160,7 @@ class JsonErrorRequestHandler(RequestHandler):
         elif (
             data
             and self._header_timeout is not None
-            and self._body_deadline is None
+            and not reading_body
             and self._header_deadline is None
         ):
             # Part of a request's headers (a body's bytes arrive while its deadline runs).
@@ -176,7 +179,7 @@ class JsonErrorRequestHandler(RequestHandler):
         if not payload.is_eof() and self._body_timeout is not None:
             self._cancel(self._body_deadline)
             self._body_deadline = self._loop.call_later(
-                self._body_timeout, self._body_late, payload, self._body_timeout
+                self._body_timeout, self._body_late, payload
             )
             payload.on_eof(self._body_arrived)
         return message, payload
@@ -185,10 +188,12 @@ class JsonErrorRequestHandler(RequestHandler):
         self._cancel(self._body_deadline)
         self._body_deadline = None
 
-    def _body_late(self, payload: StreamReader, timeout: float) -> None:
+    def _body_late(self, payload: StreamReader) -> None:
         self._body_deadline = None
         if payload.is_eof() or payload.exception() is not None:
             return  # read, or given up by its handler
+        timeout = self._body_timeout
+        assert timeout is not None  # set only when there is one
         log.info("a request's body did not arrive within %g s", timeout)
         # Its reader answers 408 in the envelope; the connection is closed after the answer.
         payload.set_exception(BodyTimeout(timeout))

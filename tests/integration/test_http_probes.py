@@ -156,6 +156,40 @@ async def test_every_probe_is_answered_with_its_status_the_envelope_and_a_trace_
     assert problems == {}
 
 
+async def test_a_body_sent_after_its_headers_leaves_the_connection_idle_without_a_timeout(
+    probed: Client,
+) -> None:
+    server: TestServer = probed.server  # type: ignore[assignment]
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(
+            b"POST /produto/scheduler HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the body in a read of its own
+        writer.write(b"{}")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 422"), head
+        length = re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE)
+        assert length, head
+        await reader.readexactly(int(length[1]))
+        # Idle past the header timeout: nothing is sent, no 408, the connection stays open.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(HEADER_TIMEOUT + 0.5):
+                unasked = await reader.read(100)
+                raise AssertionError(f"the idle connection got {unasked!r}")
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(5):
+            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+
+
 SLOW_PER_KIND = 200
 NORMAL_REQUESTS = 500
 # One request at a time: with several at once, one stall of the process (descheduled on a
