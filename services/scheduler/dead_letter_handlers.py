@@ -16,12 +16,12 @@ from ..common.contracts import (
     documented,
     parse_timestamp,
 )
-from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, query
+from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, json_body, query
 from ..common.errors import ApiError
 from ..common.http import invalid, json_response, read_json
 from ..common.kafka import OFFSET_MAX, PARTITION_MAX
 from ..common.metrics import DEAD_LETTER_STAGES
-from .dead_letter_index import CURSOR_PATTERN, Filter, parse_cursor
+from .dead_letter_index import CURSOR_PATTERN, DeadLetterIndex, Filter, parse_cursor
 from .keys import DEAD_LETTER_INDEX, REDRIVE_JOBS, REDRIVER
 from .records import bounded_int
 from .redrive_jobs import RATE_DEFAULT, RATE_MAX, SYNCHRONOUS_MAX
@@ -290,9 +290,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         problems["limit"] = [f"Must be an integer from 1 to {LIST_MAX}."]
     if problems:
         raise ApiError(422, "Invalid query.", fields=problems)
-    index = request.app[DEAD_LETTER_INDEX]
-    if not index.caught_up:
-        raise ApiError(503, "The dead-letter topic has not been read to its end yet.")
+    index = caught_up_index(request)
     entries, following = index.page(criteria, cursor, limit)
     return json_response({"items": [index.describe(entry) for entry in entries], "next": following})
 
@@ -400,15 +398,9 @@ BULK = BulkRedriveSchema()
     "scheduler's validation and the API's schema (a refusal by the database is only known "
     "by re-driving). Each attempt of an entry is re-driven once: sent again, the request "
     "re-drives only what was not.",
-    requestBody={
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": BulkRedriveSchema,
-                "example": {"positions": [{"partition": 0, "offset": 12}], "dry_run": True},
-            }
-        },
-    },
+    requestBody=json_body(
+        BulkRedriveSchema, {"positions": [{"partition": 0, "offset": 12}], "dry_run": True}
+    ),
     responses={
         **BODY_ERRORS,
         **UNAUTHORIZED,
@@ -422,9 +414,7 @@ async def redrive_many(request: web.Request) -> web.Response:
         data = BULK.load(await read_json(request))
     except ValidationError as exc:
         raise invalid(exc) from None
-    index = request.app[DEAD_LETTER_INDEX]
-    if not index.caught_up:
-        raise ApiError(503, "The dead-letter topic has not been read to its end yet.")
+    index = caught_up_index(request)
     jobs = request.app[REDRIVE_JOBS]
     missing: list[Any] = []
     if "positions" in data:
@@ -457,6 +447,14 @@ JOB_ID = [
         "description": "The job's id, as the 202 answered it.",
     }
 ]
+
+
+def caught_up_index(request: web.Request) -> DeadLetterIndex:
+    """The dead-letter index, once it has read the topic to its end (503 before)."""
+    index = request.app[DEAD_LETTER_INDEX]
+    if not index.caught_up:
+        raise ApiError(503, "The dead-letter topic has not been read to its end yet.")
+    return index
 
 
 def job_of(request: web.Request) -> Any:

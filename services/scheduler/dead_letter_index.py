@@ -21,7 +21,7 @@ from aiokafka import ConsumerRecord
 
 from ..common.config import KafkaConfig, RetryConfig
 from ..common.kafka import ManagedProducer
-from ..common.transform import format_timestamp, kafka_timestamp
+from ..common.transform import format_kafka_timestamp
 from .dead_letters import DeadLetter, NotADeadLetter, read_dead_letter
 from .follower import TopicFollower
 from .records import DEAD_LETTER_PREFIX, Coordinates, KafkaRecord, header
@@ -106,7 +106,7 @@ def trace_id(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
 
 
 def moment(timestamp_ms: int) -> str | None:
-    return format_timestamp(kafka_timestamp(timestamp_ms)) if timestamp_ms >= 0 else None
+    return format_kafka_timestamp(timestamp_ms) if timestamp_ms >= 0 else None
 
 
 class DeadLetterIndex(TopicFollower):

@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 from ..common import jsoncodec
 from ..common.contracts import load_transformed
 from ..common.errors import ApiError
-from ..common.transform import format_timestamp, kafka_timestamp, transform
+from ..common.transform import format_kafka_timestamp, transform
 from .api_client import ApiClient, TransientError
 from .dead_letter_index import DeadLetterIndex, Entry
 from .dead_letters import DeadLetter
@@ -56,7 +56,7 @@ def verdict(dead: DeadLetter, stored: str | None = None) -> dict[str, Any]:
         "valid": True,
         "note": "A refusal by the database (stage api) is only known by re-driving.",
     }
-    if stored is not None and stored > format_timestamp(kafka_timestamp(dead.timestamp)):
+    if stored is not None and stored > format_kafka_timestamp(dead.timestamp):
         answer["stale"] = True
         answer["warning"] = (
             f"The product's row is newer ({stored}): the re-drive would leave it unchanged."

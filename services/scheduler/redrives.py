@@ -29,6 +29,7 @@ from ..common.contracts import check_manual, field_errors
 from ..common.errors import ApiError, Unavailable
 from ..common.kafka import ManagedProducer, Outgoing, client_settings, partition_for
 from ..common.metrics import SchedulerMetrics
+from ..common.transform import format_timestamp
 from .dead_letters import (
     Claim,
     DeadLetter,
@@ -56,10 +57,6 @@ READ_BACK_WAIT = 10.0
 FETCH_WAIT = 5.0
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class RedriveLog(TopicFollower):
     """The state topic read from its beginning and followed: every claim and outcome.
 
@@ -71,7 +68,6 @@ class RedriveLog(TopicFollower):
     ) -> None:
         super().__init__(config.topic_dlq_redrives, config, retry_config, producer)
         self.claims: dict[tuple[str, int], list[Claim]] = {}
-        self.outcomes: dict[tuple[str, int], dict[str, Any]] = {}
         # Entry: its outcomes by attempt.
         self.histories: dict[str, dict[int, dict[str, Any]]] = {}
 
@@ -93,7 +89,6 @@ class RedriveLog(TopicFollower):
         if kind == "claim":
             self.claims.setdefault(key, []).append(Claim(record.offset, str(state["claim"])))
         elif kind == "outcome":
-            self.outcomes[key] = state
             self.histories.setdefault(key[0], {})[key[1]] = state
 
 
@@ -218,7 +213,7 @@ class Redriver:
             "outcome",
             dead.source,
             attempt,
-            at=now(),
+            at=format_timestamp(datetime.now(UTC)),
             corrected=request.corrected,
             token=token_digest(token),
             position=str(dead.position),
@@ -256,7 +251,7 @@ class Redriver:
             source,
             attempt,
             claim=claim,
-            at=now(),
+            at=format_timestamp(datetime.now(UTC)),
             corrected=corrected,
             token=token_digest(token),
         )

@@ -28,7 +28,7 @@ from ..helpers import (
 Client = TestClient[web.Request, web.Application]
 
 
-async def dead_letters(scheduler: Client, kafka: KafkaConfig, count: int) -> list[Any]:
+async def dead_letters(scheduler: Client, count: int) -> list[Any]:
     """The listed entries, once all ``count`` are indexed."""
 
     async def indexed() -> list[Any] | None:
@@ -46,7 +46,7 @@ async def test_a_dry_run_gives_each_verdict_and_produces_nothing(
         kafka.topic_cadastro,
         [(b"a", b"not json"), (b"b", encode(manual_record("b", currency="reais")))],
     )
-    entries = await dead_letters(scheduler, kafka, 2)
+    entries = await dead_letters(scheduler, 2)
     positions = [e["positions"][0] for e in entries]
 
     response = await scheduler.post(
@@ -103,7 +103,7 @@ async def test_entries_matching_a_filter_are_redriven_once_and_a_job_can_be_foll
         kafka.topic_cadastro,
         [(p.encode(), encode(manual_record(p, stockQuantity=5000))) for p in products],
     )
-    entries = await dead_letters(scheduler, kafka, 4)
+    entries = await dead_letters(scheduler, 4)
     assert {e["stage"] for e in entries} == {"api"}
     await execute(api_config.database_url, "ALTER TABLE products DROP CONSTRAINT few")
 

@@ -35,6 +35,7 @@ from ..helpers import (
     manual_record,
     persisted,
     produce,
+    product_count,
     topic_settings,
     unique,
 )
@@ -194,7 +195,7 @@ async def test_every_dead_letter_is_found_fixed_and_redriven_exactly_once(
     expected = VALID + FIX_PRICE + FIX_JSON + REFUSED
 
     async def all_persisted() -> bool:
-        return await fetch_count(database) == expected
+        return await product_count(database) == expected
 
     await eventually(all_persisted, within=60, what=f"{expected} products persisted")
 
@@ -258,12 +259,3 @@ async def test_every_dead_letter_is_found_fixed_and_redriven_exactly_once(
             assert float(row["price_amount"]) == 1.0
     for record in valid:
         assert rows[record["productId"]]["stock_quantity"] == record["stockQuantity"]
-
-
-async def fetch_count(database: str) -> int:
-    conn = await asyncpg.connect(database)
-    try:
-        count: int = await conn.fetchval("SELECT count(*) FROM products")
-        return count
-    finally:
-        await conn.close()
