@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 import time
 import uuid
@@ -44,13 +45,22 @@ DLQ_HEADERS = (
 T = TypeVar("T")
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that nothing listens on."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            first: int = sock.getsockname()[1]
-        if first + count > 65535:
+# Where free_ports looks: above the fixed ports the suite and the services use, below the
+# kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768 and up by default). A port in
+# that range can be taken by any outgoing connection, a broker's own client say, between the
+# check here and the server's bind: one CI run lost a broker's start to that.
+TEST_PORTS = range(20000, 32768)
+GIVEN_PORTS: set[int] = set()  # never handed out twice, even before their server binds
+PORT_CHOICE = random.Random()  # its own: a seeded test must not make every run pick alike
+
+
+def free_ports(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports that nothing listens on, in TEST_PORTS."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    low = min(TEST_PORTS.stop, int(ephemeral[0]))
+    for _ in range(1000):
+        first = PORT_CHOICE.randrange(TEST_PORTS.start, low - count)
+        if GIVEN_PORTS.intersection(range(first, first + count)):
             continue
         try:
             with contextlib.ExitStack() as stack:
@@ -59,7 +69,9 @@ def free_ports(count: int) -> int:
                     sock.bind(("0.0.0.0", port))  # every interface, as servers bind
         except OSError:
             continue
+        GIVEN_PORTS.update(range(first, first + count))
         return first
+    raise AssertionError(f"no {count} consecutive free ports between {TEST_PORTS.start} and {low}")
 
 
 def unique(prefix: str) -> str:

@@ -28,8 +28,16 @@ from pytest_aiohttp import AiohttpClient
 from services.api.app import create_app as create_api
 from services.api.config import ApiConfig
 
-from ..helpers import TOKEN, auth, isolated_kafka, transformed_record, unique, wait_ready
-from ..reliability.harness import free_port, tail
+from ..helpers import (
+    TOKEN,
+    auth,
+    free_ports,
+    isolated_kafka,
+    transformed_record,
+    unique,
+    wait_ready,
+)
+from ..reliability.harness import tail
 from ..tls import Certificates, make_certificates
 
 Client = TestClient[web.Request, web.Application]
@@ -87,7 +95,7 @@ def tls_server() -> Iterator[TlsServer]:
         for path in [directory, *directory.rglob("*")]:
             os.chown(path, owner.pw_uid, owner.pw_gid)
     certificates.server_key.chmod(0o600)
-    server = TlsServer(free_port(), directory, certificates, directory / "postgres.log")
+    server = TlsServer(free_ports(), directory, certificates, directory / "postgres.log")
     data = directory / "data"
     bin_dir = _bin_dir()
 

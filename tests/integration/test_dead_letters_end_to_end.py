@@ -32,6 +32,7 @@ from ..helpers import (
     encode,
     eventually,
     execute,
+    free_ports,
     manual_record,
     persisted,
     produce,
@@ -39,7 +40,7 @@ from ..helpers import (
     topic_settings,
     unique,
 )
-from ..reliability.harness import SETTINGS, ServiceProcess, free_port
+from ..reliability.harness import SETTINGS, ServiceProcess
 
 Client = TestClient[web.Request, web.Application]
 
@@ -68,7 +69,7 @@ async def schedulers(
     async with aiohttp.ClientSession() as http:
         started = []
         for label in ("scheduler-a", "scheduler-b"):
-            port = free_port()
+            port = free_ports()
             service = ServiceProcess(
                 "scheduler", port, {**env, "SCHEDULER_PORT": str(port)}, tmp_path, http, label=label
             )

@@ -36,8 +36,8 @@ from services.common.config import Env, KafkaConfig
 from services.common.kafka import client_settings
 from services.scheduler.config import SchedulerConfig
 
-from ..helpers import ROOT, auth, eventually, manual_record, persisted, unique
-from ..reliability.harness import free_port, tail
+from ..helpers import ROOT, auth, eventually, free_ports, manual_record, persisted, unique
+from ..reliability.harness import tail
 from ..tls import make_certificates
 
 Client = TestClient[web.Request, web.Application]
@@ -193,7 +193,7 @@ def secured_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured
     ).stdout.strip()
     directory = tmp_path_factory.mktemp("kafka-sasl-ssl")
     certificates = make_certificates(directory / "tls")
-    port, controller_port = free_port(), free_port()
+    port, controller_port = free_ports(), free_ports()
     broker = SecuredBroker(f"localhost:{port}", certificates.ca, directory / "kafka.log")
     properties = directory / "server.properties"
     properties.write_text(

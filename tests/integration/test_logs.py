@@ -15,8 +15,8 @@ import pytest
 
 from services.common.config import KafkaConfig
 
-from ..helpers import TopicReader, manual_record, produce, topic_settings, unique
-from ..reliability.harness import SETTINGS, ServiceProcess, free_port
+from ..helpers import TopicReader, free_ports, manual_record, produce, topic_settings, unique
+from ..reliability.harness import SETTINGS, ServiceProcess
 
 # A token nobody would write by chance: it must appear in no log line.
 SECRET_TOKEN = "s3cr3t-" + "9f4c1e7b2d"
@@ -36,7 +36,7 @@ class Services:
 
 @pytest.fixture
 async def services(tmp_path: Path, kafka: KafkaConfig, database: str) -> AsyncIterator[Services]:
-    api_port, scheduler_port = free_port(), free_port()
+    api_port, scheduler_port = free_ports(), free_ports()
     env = {
         **os.environ,
         **SETTINGS,

@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.common.config import KafkaConfig
 
-from ..helpers import auth, encode, eventually, manual_record, produce, unique
-from ..reliability.harness import free_port, tail
+from ..helpers import auth, encode, eventually, free_ports, manual_record, produce, unique
+from ..reliability.harness import tail
 from ..test_observability_files import (
     PROMETHEUS_CONFIG,
     RULES,
@@ -63,7 +63,7 @@ async def prometheus(api: Client, scheduler: Client, tmp_path: Path) -> AsyncIte
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
     config_file = tmp_path / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
+    port = free_ports()
     log = tmp_path / "prometheus.log"
     process = start_prometheus(config_file, tmp_path / "data", port, log)
     try:

@@ -20,8 +20,8 @@ from _pytest.terminal import TerminalReporter
 from services.common.config import KafkaConfig
 from services.common.kafka import ensure_topics
 
-from ..helpers import create_database, drop_database, unique
-from .harness import RUN_DIR, Infrastructure, free_port
+from ..helpers import create_database, drop_database, free_ports, unique
+from .harness import RUN_DIR, Infrastructure
 from .scenario import Results, Scenario
 
 RESULTS = pytest.StashKey[Results]()
@@ -87,8 +87,8 @@ async def open_scenario(
             consumer_group=unique("reliability"),
             log_dir=log_dir,
             http=http,
-            api_port=free_port(),
-            scheduler_port=free_port(),
+            api_port=free_ports(),
+            scheduler_port=free_ports(),
             results=results,
         )
         try:

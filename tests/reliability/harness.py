@@ -7,7 +7,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,13 +32,6 @@ SERVER_URL = f"postgresql://fluxo:fluxo@localhost:{POSTGRES_PORT}/fluxo"
 SETTINGS: dict[str, str] = {
     key: value for key, value in dotenv_values(ROOT / ".env.example").items() if value is not None
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run_script(script: str, action: str, env: Mapping[str, str]) -> None:

@@ -19,8 +19,8 @@ from services.common import jsoncodec
 from services.common.config import KafkaConfig
 from services.common.transform import format_timestamp, kafka_timestamp
 
-from ..helpers import DLQ_HEADERS, TOKEN, TopicReader, eventually, topic_settings
-from .harness import SETTINGS, Infrastructure, ServiceProcess, free_port, tail
+from ..helpers import DLQ_HEADERS, TOKEN, TopicReader, eventually, free_ports, topic_settings
+from .harness import SETTINGS, Infrastructure, ServiceProcess, tail
 from .workload import POISON_STAGES, Expected, Stream, Workload, build_workload
 
 T = TypeVar("T")
@@ -128,14 +128,14 @@ class Scenario:
     ) -> tuple[list[ServiceProcess], list[ServiceProcess]]:
         """Several APIs (the first is ``api``) and schedulers (the first is ``scheduler``),
         each on a port of its own; every scheduler lists every API in its API_URL."""
-        api_ports = [self.api_port] + [free_port() for _ in range(apis - 1)]
+        api_ports = [self.api_port] + [free_ports() for _ in range(apis - 1)]
         env = {**self.env(), "API_URL": ",".join(f"http://127.0.0.1:{p}" for p in api_ports)}
         self._api = self.api
         self._scheduler = self.scheduler
         self._api.env = env
         self._scheduler.env = env
         self._api.label, self._scheduler.label = "api-1", "scheduler-1"
-        scheduler_ports = [free_port() for _ in range(schedulers - 1)]
+        scheduler_ports = [free_ports() for _ in range(schedulers - 1)]
         self._extra = [
             ServiceProcess(
                 name,
