@@ -57,10 +57,11 @@ lock: install  ## resolve pyproject.toml into requirements.lock and requirements
 .env:  ## local settings, copied from .env.example when missing
 	cp .env.example .env
 
-prereqs:  ## install Java >= 17, PostgreSQL and the venv module of PYTHON with apt when missing
+prereqs:  ## install Java >= 17, PostgreSQL (Patroni and etcd for a cluster) and the venv module of PYTHON with apt when missing
 	@scripts/prereqs.sh
 
-# `make up APIS=2 SCHEDULERS=3 KAFKA_BROKERS=3` runs several of each (docs/scaling.md); the
+# `make up APIS=2 SCHEDULERS=3 KAFKA_BROKERS=3` runs several of each (docs/scaling.md);
+# `make up POSTGRES_NODES=3` a PostgreSQL cluster under Patroni (docs/high-availability.md). The
 # scripts read these variables from the environment, where make puts command-line ones.
 up: prereqs install .env  ## start PostgreSQL, Kafka, the API and the scheduler in the background
 	scripts/postgres.sh start
@@ -71,17 +72,22 @@ up: prereqs install .env  ## start PostgreSQL, Kafka, the API and the scheduler 
 down:  ## stop what `make up` started
 	scripts/services.sh stop
 	scripts/kafka.sh stop
-	@# Only a PostgreSQL we started (scripts/postgres.sh records its pid then).
-	@if [ -f .run/postgres.pid ]; then scripts/postgres.sh stop; fi
+	@# Only a PostgreSQL we started (scripts/postgres.sh records its pids then).
+	@if compgen -G '.run/postgres*.pid' >/dev/null || compgen -G '.run/etcd-*.pid' >/dev/null; then \
+	  scripts/postgres.sh stop; fi
 
 logs:  ## follow the logs of everything `make up` started
 	tail -n 50 -F .run/*.log
 
-psql:  ## open psql on the database of DATABASE_URL
-	@source scripts/lib.sh && psql "$$(setting DATABASE_URL)"
+psql:  ## open psql on the database of DATABASE_URL (a cluster's primary, whichever node it is)
+	@source scripts/lib.sh && psql "$$(database_url)"
 
 read-topic: install .env  ## print TOPIC's records as JSON lines (default produtos-persistidos)
 	$(VENV)/bin/python scripts/read_topic.py $(TOPIC)
+
+# Tools that connect to the database `make up` runs: with a PostgreSQL cluster
+# (POSTGRES_NODES > 1) they get a DATABASE_URL naming every node (database_url in lib.sh).
+CLUSTER_URL = source scripts/lib.sh && if (($$(postgres_nodes) > 1)); then export DATABASE_URL="$$(database_url)"; fi;
 
 # Debian packages the tests drive: a headless browser (the status page), Prometheus and promtool,
 # openssl (the transport-security tests make their own CA and certificates).
@@ -100,12 +106,12 @@ test-tools:  ## install the Debian packages the tests drive, when missing
 test: install .env test-tools  ## start PostgreSQL and Kafka, run the whole test suite
 	scripts/postgres.sh start
 	scripts/kafka.sh start
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(CLUSTER_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test-fast: install .env  ## the unit and integration tests, without the reliability suite
 	scripts/postgres.sh start
 	scripts/kafka.sh start
-	$(VENV)/bin/pytest $(PYTEST_ARGS) --ignore=tests/reliability
+	$(CLUSTER_URL) $(VENV)/bin/pytest $(PYTEST_ARGS) --ignore=tests/reliability
 
 # The system tests (tests/system): the compose stack under Docker, and `make up` on bare
 # Debian 12 and 13 containers. Docker comes from apt; a dockerd started here is stopped after.
@@ -135,7 +141,7 @@ docs: install  ## regenerate docs/asyncapi.yaml, the AsyncAPI document of the Ka
 BENCH_ARGS ?=
 
 bench: up  ## benchmark the system as `make up` runs it (bench/README.md)
-	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+	$(CLUSTER_URL) $(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean: down  ## stop everything and delete .run/ (Kafka data included; .cache/ is kept)
 	rm -rf .run

@@ -112,3 +112,36 @@ kafka_replication() {
   factor=$((count < 3 ? count : 3))
   echo "$factor $((factor > 1 ? factor - 1 : 1))"
 }
+
+# postgres_nodes: how many PostgreSQL nodes the local runner runs (scripts/postgres.sh):
+# POSTGRES_NODES from the environment, else the count its last start chose (kept in
+# .run/postgres-nodes, so that `make psql`, `make down` and a later `make up` need not be
+# told again), else .env's, else 1.
+postgres_nodes() {
+  if [[ -n ${POSTGRES_NODES-} ]]; then echo "$POSTGRES_NODES"
+  elif [[ -s $RUN/postgres-nodes ]]; then cat "$RUN/postgres-nodes"
+  else setting POSTGRES_NODES 1; fi
+}
+
+# database_url: the URL of the local runner's database: DATABASE_URL; with several nodes,
+# every node's host:port (node n on DATABASE_URL's first port + n - 1) and
+# target_session_attrs=read-write, so that a client connects to whichever is the primary.
+database_url() {
+  local url count rest hosts first host port n list=""
+  url=$(setting DATABASE_URL postgresql://fluxo:fluxo@localhost:5432/fluxo)
+  count=$(postgres_nodes)
+  if ((count <= 1)); then echo "$url"; return; fi
+  [[ $url =~ ^([a-z]+://)([^@/?]*@)?([^/?]*)(.*)$ ]] || { echo "$url"; return; }
+  hosts=${BASH_REMATCH[3]}
+  rest=${BASH_REMATCH[4]}
+  first=${hosts%%,*}
+  host=${first%:*}
+  port=${first##*:}
+  if [[ $first != *:* || $port == *]* ]]; then host=$first; port=5432; fi   # no port, or [::1]
+  for ((n = 1; n <= count; n++)); do list+="${list:+,}$host:$((port + n - 1))"; done
+  if [[ $rest != *target_session_attrs=* ]]; then
+    if [[ $rest == *\?* ]]; then rest+="&target_session_attrs=read-write"
+    else rest+="?target_session_attrs=read-write"; fi
+  fi
+  echo "${BASH_REMATCH[1]}${BASH_REMATCH[2]}$list$rest"
+}

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # What `make up` needs from the system, installed with apt (via sudo unless root) when missing.
-# Usage: scripts/prereqs.sh [venv] [java] [postgresql]   (no argument: all three)
+# Usage: scripts/prereqs.sh [venv] [java] [postgresql] [patroni]   (no argument: the first three)
 #   venv        the venv module (venv, ensurepip) of the interpreter `make install` uses:
 #               scripts/python.sh's pick for PYTHON, which make passes on from its command
 #               line (Debian, Ubuntu: python3.X-venv of that interpreter's version)
 #   java        a Java runtime >= 17 for Kafka (Debian: default-jre-headless, else openjdk-17)
 #   postgresql  PostgreSQL with Debian's cluster tools (pg_ctlcluster, psql)
+#   patroni     Patroni and etcd, for a PostgreSQL cluster (POSTGRES_NODES > 1); the services
+#               the packages start by themselves are stopped and disabled (scripts/postgres.sh
+#               runs its own etcd members and Patroni nodes)
 # Without apt-get, it stops with one line naming every missing program and the version needed.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -57,7 +60,13 @@ for what in "${wanted[@]}"; do
         packages+=(postgresql)
       fi
       ;;
-    *) echo "usage: $0 [venv] [java] [postgresql]" >&2; exit 2 ;;
+    patroni)
+      if ! { command -v patroni && command -v patronictl && command -v etcd; } >/dev/null; then
+        missing+=("patroni, patronictl and etcd (Debian's patroni and etcd-server)")
+        packages+=(patroni etcd-server)
+      fi
+      ;;
+    *) echo "usage: $0 [venv] [java] [postgresql] [patroni]" >&2; exit 2 ;;
   esac
 done
 ((${#missing[@]})) || exit 0
@@ -72,3 +81,10 @@ for i in "${!packages[@]}"; do
   [[ ${packages[$i]} == java ]] && packages[i]=$(java_package)
 done
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
+# etcd-server starts a default member on 2379, the port of our first member; patroni's unit
+# has no configuration to run. Neither may come back at the next boot.
+for service in etcd patroni; do
+  [[ " ${packages[*]} " == *" $service"* ]] || continue
+  { $SUDO systemctl disable --now "$service" || $SUDO service "$service" stop; } >/dev/null 2>&1 || true
+  $SUDO update-rc.d "$service" disable >/dev/null 2>&1 || true
+done

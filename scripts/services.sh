@@ -8,7 +8,8 @@
 # are .run/<name>-<i>.{pid,log}. With several APIs each scheduler gets them all as its
 # API_URL list; with KAFKA_BROKERS > 1 the services get every broker of the local cluster,
 # replication factor 3 (at most the brokers) and min.insync.replicas one less
-# (kafka_replication in lib.sh, as the brokers themselves).
+# (kafka_replication in lib.sh, as the brokers themselves); with a PostgreSQL cluster
+# (POSTGRES_NODES > 1, scripts/postgres.sh) a DATABASE_URL naming every node.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,8 +38,9 @@ http_ok() {   # the URL answers 200
   fi
 }
 
-# What every instance gets beyond .env: the local Kafka cluster, when there is one.
+# What every instance gets beyond .env: the local Kafka and PostgreSQL clusters, if any.
 common_env() {
+  if (($(postgres_nodes) > 1)); then echo "DATABASE_URL=$(database_url)"; fi
   if ((BROKERS > 1)); then
     local replication min_isr
     read -r replication min_isr <<<"$(kafka_replication)"
@@ -135,6 +137,7 @@ info() {   # what `make up` prints once everything is ready
     printf 'Scheduler: http://localhost:%s/docs\n' "$(port_of scheduler "$i")"
   done
   ((BROKERS == 1)) || echo "Kafka:     $(kafka_servers)"
+  (($(postgres_nodes) == 1)) || echo "Database:  $(database_url)"
   # The token the scheduler sends: the first of API_TOKENS, else API_TOKEN.
   local token
   token=$(setting API_TOKENS)
