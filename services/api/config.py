@@ -21,6 +21,10 @@ from ..common.ordering import FUTURE_TIMESTAMP_TOLERANCE
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
+# The relay renews its lease at least every second (relay_slots.REBALANCE_INTERVAL) while
+# idle: a shorter lease would lapse between two renewals.
+RELAY_LEASE_MIN = 2.0
+
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -115,6 +119,9 @@ class ApiConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     outbox_batch_size: int = 1000
     outbox_poll_interval: float = 1.0
+    # Seconds a relay publishes after its lock connection last answered (its lease): shorter
+    # than the fastest failover (docs/high-availability.md, "How the relay is fenced").
+    outbox_relay_lease: float = 5.0
     sql_dir: Path = SQL_DIR
     # Seconds a record's availability timestamp may be ahead of this server's clock.
     future_timestamp_tolerance: float = FUTURE_TIMESTAMP_TOLERANCE
@@ -134,6 +141,9 @@ class ApiConfig:
             outbox_batch_size=env.integer("OUTBOX_BATCH_SIZE", cls.outbox_batch_size, minimum=1),
             outbox_poll_interval=env.number(
                 "OUTBOX_POLL_INTERVAL", cls.outbox_poll_interval, minimum=0.01
+            ),
+            outbox_relay_lease=env.number(
+                "OUTBOX_RELAY_LEASE_SECONDS", cls.outbox_relay_lease, minimum=RELAY_LEASE_MIN
             ),
             future_timestamp_tolerance=future_timestamp_tolerance(env),
         )

@@ -71,6 +71,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             "API_MAX_BODY_BYTES": "1048576",
             "OUTBOX_BATCH_SIZE": "250",
             "OUTBOX_POLL_INTERVAL": "0.25",
+            "OUTBOX_RELAY_LEASE_SECONDS": "8",
             "HTTP_HEADER_TIMEOUT_SECONDS": "5",
             "HTTP_BODY_TIMEOUT_SECONDS": "20.5",
             "HTTP_KEEPALIVE_TIMEOUT_SECONDS": "120",
@@ -101,6 +102,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
         max_body_bytes=1048576,
         outbox_batch_size=250,
         outbox_poll_interval=0.25,
+        outbox_relay_lease=8.0,
         future_timestamp_tolerance=5.0,
     )
 
@@ -201,6 +203,7 @@ def test_the_scheduler_names_a_missing_token(environ: dict[str, str]) -> None:
         ("DATABASE_POOL_SIZE", "0"),
         ("API_MAX_BODY_BYTES", "1023"),
         ("OUTBOX_POLL_INTERVAL", "soon"),
+        ("OUTBOX_RELAY_LEASE_SECONDS", "1.5"),
         ("RETRY_INITIAL_DELAY", "0"),
         ("RETRY_MAX_DELAY", "-5"),
         ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),

@@ -1,0 +1,190 @@
+"""The API follows the PostgreSQL primary, on the real server: a server made read-only, its
+sessions ended under load, a multi-host URL whose first host is down or comes back. A real
+cluster (Patroni) is in tests/reliability; these need none."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from services.api.app import create_app as create_api
+from services.api.config import ApiConfig, database_url
+from services.api.keys import RELAY
+from services.api.outbox import APPLICATION_NAME
+
+from ..helpers import (
+    DATABASE_URL,
+    TcpForwarder,
+    TopicReader,
+    auth,
+    eventually,
+    execute,
+    free_ports,
+    product_count,
+    terminate_sessions,
+    transformed_record,
+    unique,
+    wait_ready,
+)
+
+Client = TestClient[web.Request, web.Application]
+
+
+def batch(ids: list[str]) -> dict[str, object]:
+    return {"items": [{"product": transformed_record(product_id)} for product_id in ids]}
+
+
+async def primary_changes(api: Client) -> float:
+    text = await (await api.get("/metrics")).text()
+    [line] = [
+        x for x in text.splitlines() if x.startswith("fluxo_api_database_primary_changes_total")
+    ]
+    return float(line.split()[-1])
+
+
+@pytest.fixture
+async def read_only(api_config: ApiConfig) -> AsyncIterator[str]:
+    """The name of the test's database, made writable again at the end whatever happens."""
+    name = urlsplit(api_config.database_url).path.lstrip("/")
+    yield name
+    await execute(DATABASE_URL, f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+
+
+async def test_a_read_only_server_is_answered_503_writes_nothing_and_writes_resume_by_themselves(
+    api: Client, api_config: ApiConfig, read_only: str
+) -> None:
+    first = await api.post("/produto/scheduler", json=transformed_record("ro-1"), headers=auth())
+    assert first.status == 201
+    # What a demoted primary looks like: its sessions end, and new ones may only read.
+    await execute(
+        DATABASE_URL, f'ALTER DATABASE "{read_only}" SET default_transaction_read_only = on'
+    )
+    await terminate_sessions(api_config.database_url)
+
+    refused = await api.post("/produto/scheduler", json=transformed_record("ro-2"), headers=auth())
+    assert refused.status == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert (await refused.json())["error"]["code"] == "unavailable"
+    bulk = await api.post("/produto/scheduler/batch", json=batch(["ro-3", "ro-4"]), headers=auth())
+    assert bulk.status == 503
+    ready = await (await api.get("/ready")).json()
+    assert ready["database_primary"] is None
+    assert await product_count(api_config.database_url) == 1
+    # Reads still work on a read-only server.
+    assert (await api.get("/produtos/ro-1", headers=auth())).status == 200
+
+    # Writable again; the pooled sessions opened read-only are not ended by anyone.
+    await execute(DATABASE_URL, f'ALTER DATABASE "{read_only}" RESET default_transaction_read_only')
+    again = await api.post("/produto/scheduler", json=transformed_record("ro-2"), headers=auth())
+    assert again.status == 201, await again.text()
+    assert (await (await api.get("/ready")).json())["database_primary"] == "localhost:5432"
+    assert await product_count(api_config.database_url) == 2
+
+
+async def test_sessions_ended_under_load_fail_no_request_with_500_and_lose_no_record(
+    api: Client, api_config: ApiConfig
+) -> None:
+    ids = [unique("load") for _ in range(400)]
+    statuses: Counter[int] = Counter()
+    stop = asyncio.Event()
+
+    async def writer(mine: list[str]) -> None:
+        for start in range(0, len(mine), 20):
+            while True:  # as the scheduler does: a 503 is sent again
+                answer = await api.post(
+                    "/produto/scheduler/batch", json=batch(mine[start : start + 20]), headers=auth()
+                )
+                statuses[answer.status] += 1
+                if answer.status != 503:
+                    break
+                await asyncio.sleep(0.05)
+
+    async def terminator() -> int:
+        ended = 0
+        while not stop.is_set():
+            ended += await terminate_sessions(api_config.database_url)
+            await asyncio.sleep(0.1)
+        return ended
+
+    ending = asyncio.create_task(terminator())
+    try:
+        await asyncio.gather(*(writer(ids[n::4]) for n in range(4)))
+    finally:
+        stop.set()
+    ended = await ending
+    assert ended > 0
+    assert set(statuses) <= {200, 503}, statuses
+    assert await product_count(api_config.database_url) == len(ids)
+
+
+async def test_the_api_writes_to_the_first_host_that_takes_writes_and_counts_a_change_of_primary(
+    api_config: ApiConfig, aiohttp_client: AiohttpClient
+) -> None:
+    closed = free_ports()
+    parts = urlsplit(api_config.database_url)
+    credentials = parts.netloc.rpartition("@")[0]
+    # The first host is down (a lost node), the second is the real server.
+    url = database_url(
+        parts._replace(netloc=f"{credentials}@localhost:{closed},localhost:5432").geturl(), {}
+    )
+    api = await aiohttp_client(create_api(dataclasses.replace(api_config, database_url=url)))
+    await wait_ready(api, "API")
+    assert (await (await api.get("/ready")).json())["database_primary"] == "localhost:5432"
+    answer = await api.post("/produto/scheduler", json=transformed_record("mh-1"), headers=auth())
+    assert answer.status == 201
+    assert await primary_changes(api) == 0
+
+    # The first host comes back (a second name for the same server) and the sessions end,
+    # as in a switchover back to it: the API's writes move there by themselves.
+    async with TcpForwarder(closed, ("localhost", 5432)):
+        await terminate_sessions(api_config.database_url)
+        answer = await api.post(
+            "/produto/scheduler", json=transformed_record("mh-2"), headers=auth()
+        )
+        assert answer.status == 201
+
+        async def moved() -> bool:
+            ready = await (await api.get("/ready")).json()
+            return bool(ready["database_primary"] == f"localhost:{closed}")
+
+        await eventually(moved, within=10, what="/ready naming the first host")
+        assert await primary_changes(api) == 1
+    assert await product_count(api_config.database_url) == 2
+
+
+async def test_a_relay_whose_lock_connection_is_lost_stops_publishing_at_once_and_resumes(
+    api: Client, api_config: ApiConfig
+) -> None:
+    relay = api.app[RELAY]
+
+    async def active() -> bool:
+        return relay.active
+
+    async def stopped() -> bool:
+        return not relay.active
+
+    await eventually(active, within=10, what="the relay taking its slots")
+    async with TopicReader(api_config.kafka.topic_persistidos) as events:
+        first = await api.post("/produto/scheduler", json=transformed_record("f-1"), headers=auth())
+        assert first.status == 201
+        await events.read(1)
+        ended = time.monotonic()
+        assert await terminate_sessions(api_config.database_url, APPLICATION_NAME) == 1
+        await eventually(stopped, within=1, what="the relay giving up its slots", every=0.005)
+        stopped_after = time.monotonic() - ended
+        await eventually(active, within=10, what="the relay taking its slots again")
+        second = await api.post(
+            "/produto/scheduler", json=transformed_record("f-2"), headers=auth()
+        )
+        assert second.status == 201
+        await events.read(2)
+    assert stopped_after < 0.5
