@@ -456,13 +456,23 @@ async def terminate_sessions(database: str, application_name: str = "%") -> int:
 
 class TcpForwarder:
     """A port that forwards every connection to ``target`` (host, port): a second name for a
-    real server, which a test opens and closes as a node of a cluster comes and goes."""
+    real server, which a test opens and closes as a node of a cluster comes and goes, or
+    freezes as a machine that vanished without closing anything."""
 
     def __init__(self, port: int, target: tuple[str, int]) -> None:
         self.port = port
         self._target = target
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        """Hold every byte from now on, in both directions, closing nothing."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     async def __aenter__(self) -> TcpForwarder:
         self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
@@ -487,6 +497,7 @@ class TcpForwarder:
             self._pipes.add(sink)
             try:
                 while data := await source.read(65536):
+                    await self._flowing.wait()
                     sink.write(data)
                     await sink.drain()
             except ConnectionError:

@@ -16,11 +16,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from services.api import repository
 from services.api.app import create_app as create_api
-from services.api.config import ApiConfig, database_url
+from services.api.config import SQL_DIR, ApiConfig, database_url
+from services.api.database import Connection, Database
 from services.api.keys import RELAY
 from services.api.outbox import APPLICATION_NAME
+from services.api.repository import Outcome
+from services.common.contracts import load_transformed
 
+from ..conftest import FAST_RETRY
 from ..helpers import (
     DATABASE_URL,
     TcpForwarder,
@@ -28,6 +33,7 @@ from ..helpers import (
     auth,
     eventually,
     execute,
+    fetchval,
     free_ports,
     product_count,
     terminate_sessions,
@@ -188,3 +194,55 @@ async def test_a_relay_whose_lock_connection_is_lost_stops_publishing_at_once_an
         assert second.status == 201
         await events.read(2)
     assert stopped_after < 0.5
+
+
+async def test_a_relay_whose_lock_connection_goes_silent_stops_publishing_when_its_lease_ends(
+    api_config: ApiConfig, aiohttp_client: AiohttpClient
+) -> None:
+    lease = 2.0
+    parts = urlsplit(api_config.database_url)
+    credentials = parts.netloc.rpartition("@")[0]
+    async with TcpForwarder(free_ports(), ("localhost", 5432)) as node:
+        url = parts._replace(netloc=f"{credentials}@localhost:{node.port}").geturl()
+        config = dataclasses.replace(api_config, database_url=url, outbox_relay_lease=lease)
+        api = await aiohttp_client(create_api(config))
+        relay = api.app[RELAY]
+
+        async def active() -> bool:
+            return relay.active
+
+        async def stopped() -> bool:
+            return not relay.active
+
+        await eventually(active, within=10, what="the relay taking its slots")
+        # The server's machine vanishes: no close, no reset, no answer.
+        node.freeze()
+        frozen = time.monotonic()
+        await eventually(stopped, within=lease + 2, what="the relay giving up its slots")
+        stopped_after = time.monotonic() - frozen
+        node.thaw()
+        await eventually(active, within=15, what="the relay taking its slots again")
+    assert stopped_after <= lease + 0.5
+
+
+async def test_a_write_whose_commit_went_unanswered_runs_again_and_enqueues_no_second_event(
+    database: str,
+) -> None:
+    db = Database(database, 2, SQL_DIR, FAST_RETRY)
+    await db.open()
+    product = load_transformed(transformed_record("unknown-commit"))
+    outcomes: list[Outcome] = []
+
+    async def write(conn: Connection) -> None:
+        [outcome] = await repository.upsert_products(conn, [(product, None)], "events")
+        outcomes.append(outcome)
+        if len(outcomes) == 1:
+            # The statement committed; the session ends before the client learns it.
+            await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    try:
+        await db.run(write, what="persisting a product")
+    finally:
+        await db.close()
+    assert outcomes == [Outcome.CREATED, Outcome.UNCHANGED]
+    assert await fetchval(database, "SELECT count(*) FROM outbox") == 1
