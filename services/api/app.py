@@ -117,8 +117,8 @@ async def outbox_gauges_ctx(app: web.Application) -> AsyncIterator[None]:
     async def refresh() -> None:
         metrics, database = app[METRICS], app[DATABASE]
         while True:
-            await database.ready()
             try:
+                await database.ready()
                 async with database.connection() as conn:
                     backlog, oldest_age = await repository.outbox_backlog(conn)
             except (Unavailable, asyncpg.PostgresError):

@@ -21,7 +21,7 @@ from services.api.app import create_app as create_api
 from services.api.config import SQL_DIR, ApiConfig, database_url
 from services.api.database import Connection, Database
 from services.api.keys import RELAY
-from services.api.outbox import APPLICATION_NAME
+from services.api.outbox import APPLICATION_NAME, OutboxRelay
 from services.api.repository import Outcome
 from services.common.contracts import load_transformed
 
@@ -47,6 +47,25 @@ Client = TestClient[web.Request, web.Application]
 
 def batch(ids: list[str]) -> dict[str, object]:
     return {"items": [{"product": transformed_record(product_id)} for product_id in ids]}
+
+
+def with_hosts(url: str, hosts: str) -> str:
+    """``url`` naming ``hosts`` (``localhost:5432,localhost:20001``) instead of its own."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    return parts._replace(netloc=f"{credentials}@{hosts}").geturl()
+
+
+async def relay_becomes(relay: OutboxRelay, active: bool, *, within: float) -> float:
+    """Wait until the relay holds slots (or holds none); returns the seconds it took."""
+    started = time.monotonic()
+
+    async def reached() -> bool:
+        return relay.active == active
+
+    what = "taking its slots" if active else "giving up its slots"
+    await eventually(reached, within=within, what=f"the relay {what}", every=0.005)
+    return time.monotonic() - started
 
 
 async def primary_changes(api: Client) -> float:
@@ -136,11 +155,9 @@ async def test_the_api_writes_to_the_first_host_that_takes_writes_and_counts_a_c
     api_config: ApiConfig, aiohttp_client: AiohttpClient
 ) -> None:
     closed = free_ports()
-    parts = urlsplit(api_config.database_url)
-    credentials = parts.netloc.rpartition("@")[0]
     # The first host is down (a lost node), the second is the real server.
     url = database_url(
-        parts._replace(netloc=f"{credentials}@localhost:{closed},localhost:5432").geturl(), {}
+        with_hosts(api_config.database_url, f"localhost:{closed},localhost:5432"), {}
     )
     api = await aiohttp_client(create_api(dataclasses.replace(api_config, database_url=url)))
     await wait_ready(api, "API")
@@ -171,23 +188,14 @@ async def test_a_relay_whose_lock_connection_is_lost_stops_publishing_at_once_an
     api: Client, api_config: ApiConfig
 ) -> None:
     relay = api.app[RELAY]
-
-    async def active() -> bool:
-        return relay.active
-
-    async def stopped() -> bool:
-        return not relay.active
-
-    await eventually(active, within=10, what="the relay taking its slots")
+    await relay_becomes(relay, True, within=10)
     async with TopicReader(api_config.kafka.topic_persistidos) as events:
         first = await api.post("/produto/scheduler", json=transformed_record("f-1"), headers=auth())
         assert first.status == 201
         await events.read(1)
-        ended = time.monotonic()
         assert await terminate_sessions(api_config.database_url, APPLICATION_NAME) == 1
-        await eventually(stopped, within=1, what="the relay giving up its slots", every=0.005)
-        stopped_after = time.monotonic() - ended
-        await eventually(active, within=10, what="the relay taking its slots again")
+        stopped_after = await relay_becomes(relay, False, within=1)
+        await relay_becomes(relay, True, within=10)
         second = await api.post(
             "/produto/scheduler", json=transformed_record("f-2"), headers=auth()
         )
@@ -200,28 +208,17 @@ async def test_a_relay_whose_lock_connection_goes_silent_stops_publishing_when_i
     api_config: ApiConfig, aiohttp_client: AiohttpClient
 ) -> None:
     lease = 2.0
-    parts = urlsplit(api_config.database_url)
-    credentials = parts.netloc.rpartition("@")[0]
     async with TcpForwarder(free_ports(), ("localhost", 5432)) as node:
-        url = parts._replace(netloc=f"{credentials}@localhost:{node.port}").geturl()
+        url = with_hosts(api_config.database_url, f"localhost:{node.port}")
         config = dataclasses.replace(api_config, database_url=url, outbox_relay_lease=lease)
         api = await aiohttp_client(create_api(config))
         relay = api.app[RELAY]
-
-        async def active() -> bool:
-            return relay.active
-
-        async def stopped() -> bool:
-            return not relay.active
-
-        await eventually(active, within=10, what="the relay taking its slots")
+        await relay_becomes(relay, True, within=10)
         # The server's machine vanishes: no close, no reset, no answer.
         node.freeze()
-        frozen = time.monotonic()
-        await eventually(stopped, within=lease + 2, what="the relay giving up its slots")
-        stopped_after = time.monotonic() - frozen
+        stopped_after = await relay_becomes(relay, False, within=lease + 2)
         node.thaw()
-        await eventually(active, within=15, what="the relay taking its slots again")
+        await relay_becomes(relay, True, within=15)
     assert stopped_after <= lease + 0.5
 
 
