@@ -482,6 +482,7 @@ class TcpForwarder:
         """Stop listening and cut every forwarded connection, as a vanished server does."""
         assert self._server is not None
         self._server.close()
+        self._flowing.set()  # the held bytes go to the closed ends, and each pipe ends
         for writer in list(self._pipes):
             writer.close()
         await self._server.wait_closed()

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -15,6 +15,7 @@ from asyncpg.pool import PoolConnectionProxy
 from ..common.config import RetryConfig
 from ..common.errors import Unavailable
 from ..common.retry import retry
+from .config import database_hosts
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,38 @@ LOST_PRIMARY: tuple[type[BaseException], ...] = (
     *DATABASE_DOWN,
     asyncpg.ReadOnlySQLTransactionError,
 )
+
+
+class PrimaryLost(Unavailable):
+    """A statement met a server gone, shutting down or read-only; the pool was expired, so
+    running it again lands on the primary of now."""
+
+
+# Seconds to reach one host of a URL that names several. asyncpg's connect timeout covers
+# all of them at once: a host that never answers (its machine vanished, no reset) would use
+# it up and hide the others. Each host gets its own.
+HOST_CONNECT_TIMEOUT = 3.0
+
+
+async def connect(dsn: str, **settings: Any) -> asyncpg.Connection:
+    """``asyncpg.connect``, trying a multi-host URL's hosts one by one, in order, each within
+    ``HOST_CONNECT_TIMEOUT``; ``target_session_attrs`` (in the URL) still chooses among them."""
+    hosts = database_hosts(dsn)
+    if len(hosts) < 2:
+        connection: asyncpg.Connection = await asyncpg.connect(dsn, **settings)
+        return connection
+    settings["timeout"] = HOST_CONNECT_TIMEOUT
+    failure: BaseException | None = None
+    for host, port in hosts:
+        try:
+            connection = await asyncpg.connect(dsn, host=host, port=port, **settings)
+        except DATABASE_DOWN as exc:  # refused, silent, starting, a standby: the next one
+            failure = exc
+        else:
+            return connection
+    assert failure is not None
+    raise failure
+
 
 # Whether the server of a connection takes writes now.
 WRITABLE = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
@@ -142,6 +175,8 @@ class Database:
         async def attempt() -> asyncpg.Pool:
             pool = await asyncpg.create_pool(
                 self.dsn,
+                # The stubs want asyncpg.connect's whole signature; this passes it all on.
+                connect=cast(Any, connect),
                 min_size=1,
                 max_size=self._pool_size,
                 command_timeout=30,
@@ -188,7 +223,7 @@ class Database:
         log.warning("database unavailable (%s): %s", type(exc).__name__, exc)
         self.primary = None
         await pool.expire_connections()
-        raise Unavailable("The database is not reachable, or takes no writes.") from exc
+        raise PrimaryLost("The database is not reachable, or takes no writes.") from exc
 
     def pool_in_use(self) -> float:
         pool = self._pool
@@ -227,7 +262,7 @@ class Database:
                 what=what,
                 config=self._retry,
                 log=log,
-                retry_on=(*CONFLICTING_WRITERS, Unavailable),
+                retry_on=(*CONFLICTING_WRITERS, PrimaryLost),
                 attempts=TRANSACTION_ATTEMPTS,
             )
         except CONFLICTING_WRITERS as exc:

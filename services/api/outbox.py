@@ -29,7 +29,7 @@ from ..common.metrics import ApiMetrics
 from ..common.retry import Stopped, retry, until_stopped
 from ..common.tracing import TRACEPARENT, SpanKind, Tracing
 from . import repository
-from .database import Database
+from .database import Database, connect
 from .relay_lease import Lease
 from .relay_slots import REBALANCE_INTERVAL, RelaySlots
 
@@ -96,7 +96,7 @@ class OutboxRelay:
             pass
 
     async def _run_connected(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(
+        conn = await connect(
             self._dsn,
             timeout=CONNECT_TIMEOUT,
             server_settings={

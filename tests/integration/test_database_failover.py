@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+import services.api.database
 from services.api import repository
 from services.api.app import create_app as create_api
 from services.api.config import SQL_DIR, ApiConfig, database_url
@@ -182,6 +183,25 @@ async def test_the_api_writes_to_the_first_host_that_takes_writes_and_counts_a_c
         await eventually(moved, within=10, what="/ready naming the first host")
         assert await primary_changes(api) == 1
     assert await product_count(api_config.database_url) == 2
+
+
+async def test_a_first_host_that_never_answers_is_passed_over_for_the_next(
+    api_config: ApiConfig, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services.api.database, "HOST_CONNECT_TIMEOUT", 0.5)
+    # Its machine vanished: the connection is accepted (by the forwarder) and then silence.
+    async with TcpForwarder(free_ports(), ("localhost", 5432)) as silent:
+        silent.freeze()
+        hosts = f"localhost:{silent.port},localhost:5432"
+        url = database_url(with_hosts(api_config.database_url, hosts), {})
+        api = await aiohttp_client(create_api(dataclasses.replace(api_config, database_url=url)))
+        await wait_ready(api, "API")
+        assert (await (await api.get("/ready")).json())["database_primary"] == "localhost:5432"
+        answer = await api.post(
+            "/produto/scheduler", json=transformed_record("s-1"), headers=auth()
+        )
+        assert answer.status == 201
+        await relay_becomes(api.app[RELAY], True, within=10)
 
 
 async def test_a_relay_whose_lock_connection_is_lost_stops_publishing_at_once_and_resumes(
