@@ -58,8 +58,11 @@ async def open_scenario(
     partitions: int = 3,
     replication_factor: int = 1,
     min_insync_replicas: int = 1,
+    server_url: str | None = None,
 ) -> AsyncIterator[Scenario]:
-    """A scenario's topics (on the brokers of ``bootstrap``), database, ports and logs."""
+    """A scenario's topics (on the brokers of ``bootstrap``), database (on the server of
+    ``server_url``, by default the suite's), ports and logs."""
+    server = server_url or infrastructure.server_url
     await infrastructure.ensure_started()
     name = request.node.name.removeprefix("test_")
     run = unique("r")
@@ -73,7 +76,7 @@ async def open_scenario(
         min_insync_replicas=min_insync_replicas,
     )
     await ensure_topics(kafka)
-    database = await create_database(infrastructure.server_url)
+    database = await create_database(server)
     log_dir = RUN_DIR / name
     log_dir.mkdir(parents=True, exist_ok=True)
     for old in log_dir.glob("*.log"):
@@ -96,7 +99,7 @@ async def open_scenario(
         finally:
             scenario.discard()
             await infrastructure.ensure_started()
-            await drop_database(database, infrastructure.server_url)
+            await drop_database(database, server)
 
 
 @pytest.fixture

@@ -4,15 +4,20 @@ and the two services run as ``python -m services.<name>``, killed and restarted 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from dotenv import dotenv_values
@@ -177,17 +182,7 @@ class Cluster:
 
     def kill(self, node: int) -> None:
         """SIGKILL one node, like a crash; returns once the process is gone."""
-        pid = self.pid(node)
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except FileNotFoundError:
-                return
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return  # a zombie: gone, waiting for its parent
-            time.sleep(0.05)
-        raise AssertionError(f"kafka-{node} (pid {pid}) still running after SIGKILL")
+        kill_and_wait(self.pid(node), f"kafka-{node}")
 
     def rss_mb(self) -> list[float]:
         """The resident memory of each node, MiB."""
@@ -197,6 +192,135 @@ class Cluster:
             kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
             sizes.append(int(kib) / 1024)
         return sizes
+
+
+def kill_and_wait(pid: int, what: str) -> None:
+    """SIGKILL ``pid``, like a crash; returns once the process is gone."""
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(100):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return  # a zombie: gone, waiting for its parent
+        time.sleep(0.05)
+    raise AssertionError(f"{what} (pid {pid}) still running after SIGKILL")
+
+
+@dataclass
+class PatroniCluster:
+    """A PostgreSQL cluster of the suite's own: three nodes under Patroni and a three-member
+    etcd, run by scripts/postgres.sh (``POSTGRES_NODES=3``) on free ports, its data in a
+    directory of its own (the postgres user must reach it when the suite runs as root)."""
+
+    nodes: int = 3
+    port: int = field(default_factory=lambda: free_ports(3))  # node n: port + n - 1
+    rest_port: int = field(default_factory=lambda: free_ports(3))  # Patroni's REST API
+    etcd_port: int = field(default_factory=lambda: free_ports(6))  # member n: + 2(n - 1), peer +1
+    run_dir: Path = field(default_factory=lambda: RUN_DIR / f"patroni-{os.getpid()}")
+    data_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="fluxo-patroni-", dir="/tmp"))
+    )
+
+    @property
+    def url(self) -> str:
+        """The multi-host URL of the ``fluxo`` database, as ``make up`` gives the services."""
+        hosts = ",".join(f"localhost:{self.port + n}" for n in range(self.nodes))
+        return f"postgresql://fluxo:fluxo@{hosts}/fluxo?target_session_attrs=read-write"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "FLUXO_RUN_DIR": str(self.run_dir),
+            "POSTGRES_NODES": str(self.nodes),
+            "DATABASE_URL": f"postgresql://fluxo:fluxo@localhost:{self.port}/fluxo",
+            "POSTGRES_PATRONI_PORT": str(self.rest_port),
+            "POSTGRES_ETCD_PORT": str(self.etcd_port),
+            "POSTGRES_CLUSTER_DIR": str(self.data_dir),
+        }
+
+    def run(self, action: str) -> None:
+        run_script("postgres", action, self.env())
+
+    def start_afresh(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True)
+        self.run("start")
+
+    def destroy(self) -> None:
+        """Stop every node and member and delete the data (the logs stay in run_dir)."""
+        self.run("destroy")
+
+    async def start(self) -> None:
+        """Start the nodes and members that are not running; wait until all follow."""
+        await asyncio.to_thread(self.run, "start")
+
+    def rest(self, node: int, path: str) -> tuple[int, Any]:
+        """A GET of node ``node``'s Patroni REST API: the status and the JSON (None when
+        nothing answers)."""
+        url = f"http://127.0.0.1:{self.rest_port + node - 1}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return answer.status, json.load(answer)
+        except urllib.error.HTTPError as error:
+            return error.code, None
+        except OSError:
+            return 0, None
+
+    def leader(self) -> int | None:
+        """The node that Patroni names leader, asking each node in turn."""
+        for node in range(1, self.nodes + 1):
+            status, body = self.rest(node, "/cluster")
+            if status == 200:
+                for member in body["members"]:
+                    if member["role"] == "leader" and member["state"] == "running":
+                        return int(member["name"].rpartition("-")[2])
+        return None
+
+    def patroni_pid(self, node: int) -> int:
+        return int((self.run_dir / f"postgres-{node}.pid").read_text())
+
+    def postmaster_pid(self, node: int) -> int:
+        return int((self.data_dir / f"node-{node}" / "postmaster.pid").read_text().split()[0])
+
+    def kill_node(self, node: int) -> None:
+        """The machine of node ``node`` lost: its Patroni and its postgres killed together
+        (-9); its etcd member stays up."""
+        postmaster = self.postmaster_pid(node)
+        kill_and_wait(self.patroni_pid(node), f"Patroni of node {node}")
+        kill_and_wait(postmaster, f"postgres of node {node}")
+
+    def switchover(self) -> subprocess.CompletedProcess[str]:
+        """``patronictl switchover`` from the leader to any synchronous standby."""
+        leader = self.leader()
+        assert leader is not None, "no leader to switch over from"
+        config = str(self.data_dir / "node-1.yml")
+        return subprocess.run(
+            ["patronictl", "-c", config, "switchover", "--leader", f"node-{leader}", "--force"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    def etcd_leader(self) -> int:
+        """The etcd member that leads the others (maintenance status of each member)."""
+        ids: dict[str, int] = {}
+        leader = ""
+        for member in range(1, self.nodes + 1):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.etcd_port + 2 * (member - 1)}/v3/maintenance/status",
+                data=b"{}",
+            )
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                status = json.load(answer)
+            ids[status["header"]["member_id"]] = member
+            leader = status["leader"]
+        return ids[leader]
+
+    def kill_etcd(self, member: int) -> None:
+        pid = int((self.run_dir / f"etcd-{member}.pid").read_text())
+        kill_and_wait(pid, f"etcd member {member}")
 
 
 @dataclass

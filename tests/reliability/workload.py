@@ -52,8 +52,11 @@ class Expected:
 @dataclass
 class Workload:
     messages: list[Message]
-    products: dict[str, Expected]  # by product id
+    products: dict[str, Expected]  # by product id: what must be stored in the end
     poison: list[Message]
+    # Each product's versions in the order sent, when it is sent more than once: every
+    # event published must be one of them (the last is ``products``').
+    versions: dict[str, list[Expected]] = field(default_factory=dict)
 
 
 def poison_value(kind: str, rng: random.Random, key: str) -> bytes:
@@ -108,6 +111,31 @@ def build_workload(
         # Not in the first tenth: the services are warmed up before the poison arrives.
         messages.insert(rng.randrange(count // 10, len(messages) + 1), item)
     return Workload(messages, products, poison)
+
+
+def build_updates(prefix: str, count: int, versions: int) -> Workload:
+    """``count`` products, each sent ``versions`` times, round after round (every product's
+    version 1, then every product's version 2, ...), so that each one is updated all along
+    the stream. Version v of a product has stock quantity v: an event's version is its
+    quantity."""
+    messages: list[Message] = []
+    history: dict[str, list[Expected]] = {}
+    for version in range(1, versions + 1):
+        for n in range(count):
+            product_id = f"{prefix}-{n:05d}"
+            price = Decimal(n) / 100 + version
+            record = manual_record(
+                product_id,
+                productName=f"Produto nº {n} versão {version}",
+                price=float(price),
+                stockQuantity=version,
+            )
+            history.setdefault(product_id, []).append(
+                Expected(record["productName"], price, version)
+            )
+            messages.append(Message(product_id.encode(), encode(record), "valid"))
+    products = {product_id: sent[-1] for product_id, sent in history.items()}
+    return Workload(messages, products, [], history)
 
 
 @dataclass
