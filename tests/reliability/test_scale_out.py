@@ -11,7 +11,6 @@ produtos-persistidos in order once duplicates are dropped by event-id.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,32 +18,16 @@ import pytest
 from services.api.relay_slots import SLOT_LOCKS
 from services.common import jsoncodec
 
-from ..helpers import TopicReader, encode, events_by_product, manual_record
+from ..helpers import TopicReader
 from .conftest import open_scenario
 from .harness import Infrastructure, ServiceProcess
 from .scenario import Results, Row, Scenario
-from .workload import Expected, Message, Stream
+from .workload import Expected, Stream, build_updates, versions_in_order
 
 PRODUCTS = 500
 UPDATES = 40
 RECORDS = PRODUCTS * UPDATES
 SLOTS = 16  # outbox_relay_config's default
-
-
-def updates(prefix: str) -> tuple[list[Message], dict[str, Expected]]:
-    """Update u of every product, for u = 0 .. UPDATES - 1; and each product's last record."""
-    messages: list[Message] = []
-    last: dict[str, Expected] = {}
-    for update in range(UPDATES):
-        for n in range(PRODUCTS):
-            product_id = f"{prefix}-{n:03d}"
-            name = f"Produto {n}, versão {update}"
-            record = manual_record(
-                product_id, productName=name, price=update + 1.5, stockQuantity=update
-            )
-            messages.append(Message(product_id.encode(), encode(record), "valid"))
-            last[product_id] = Expected(name, Decimal(update) + Decimal("1.5"), update)
-    return messages, last
 
 
 async def relay_slots_by_process(scenario: Scenario) -> dict[int, list[int]]:
@@ -88,7 +71,8 @@ async def test_three_schedulers_and_two_apis_lose_one_of_each_mid_stream(
         await scenario.eventually(
             relays_share_the_slots, within=30, what="both APIs' relays holding slots"
         )
-        messages, last = updates(scenario.kafka.topic_cadastro.split(".")[0])
+        workload = build_updates(scenario.kafka.topic_cadastro.split(".")[0], PRODUCTS, UPDATES)
+        messages, last = workload.messages, workload.products
         stream = Stream(
             scenario.kafka.bootstrap_servers, scenario.kafka.topic_cadastro, messages, 10
         )
@@ -198,11 +182,9 @@ def _last_published(records: list[Any]) -> dict[str, int]:
 
 
 def _assert_in_order(records: list[Any]) -> int:
-    """Once duplicates are dropped by event-id, each product's quantities only grow; returns
-    the number of distinct events."""
-    per_product = events_by_product(records)
-    for key, events in per_product.items():
-        sequence = [quantity for _, quantity in events]
-        assert sequence == sorted(set(sequence)), f"{key!r} out of order: {sequence}"
-        assert sequence[-1] == UPDATES - 1, f"{key!r}: last event {sequence[-1]}"
-    return sum(len(events) for events in per_product.values())
+    """Once duplicates are dropped by event-id, each product's versions only grow, to the
+    last; returns the number of distinct events."""
+    per_product = versions_in_order(records)
+    for key, sequence in per_product.items():
+        assert sequence[-1] == UPDATES, f"{key!r}: last event {sequence[-1]}"
+    return sum(len(sequence) for sequence in per_product.values())

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from ..helpers import encode, manual_record
+from ..helpers import encode, events_by_product, manual_record
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,18 @@ def build_workload(
         # Not in the first tenth: the services are warmed up before the poison arrives.
         messages.insert(rng.randrange(count // 10, len(messages) + 1), item)
     return Workload(messages, products, poison)
+
+
+def versions_in_order(records: list[Any]) -> dict[bytes, list[int]]:
+    """Each product's versions on produtos-persistidos (events of build_updates' records),
+    in the order read once duplicates are dropped by event-id; fails unless they only go up."""
+    per_product = {
+        key: [quantity for _, quantity in events]
+        for key, events in events_by_product(records).items()
+    }
+    for key, sequence in per_product.items():
+        assert sequence == sorted(set(sequence)), f"{key!r} out of order: {sequence}"
+    return per_product
 
 
 def build_updates(prefix: str, count: int, versions: int) -> Workload:
