@@ -40,6 +40,10 @@ MAX_CONNECTIONS=200   # the tests open pools against several throw-away database
 
 install() { "$ROOT/scripts/prereqs.sh" postgresql; }
 
+# The newest PostgreSQL major installed (the distribution's: 15 on Debian 12, 17 on 13).
+# shellcheck disable=SC2012  # its directories are named by version numbers only
+pg_major() { ls /usr/lib/postgresql | sort -V | tail -n 1; }
+
 # Sets VER and NAME: the cluster listening on DATABASE_URL's port (any major version).
 # With "create", makes one (newest installed version) when none listens there: "main" on a
 # machine without clusters; otherwise one named after the port ("fluxo15432"), started only
@@ -48,7 +52,7 @@ find_cluster() {
   read -r VER NAME _ < <(pg_lsclusters -h | awk -v port="$DB_PORT" '$3 == port' | head -n 1) || true
   [[ -n ${VER-} ]] && return 0
   [[ ${1-} == create ]] || { echo "postgres: no cluster on port $DB_PORT"; return 1; }
-  VER=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  VER=$(pg_major)
   if [[ -z $(pg_lsclusters -h) ]]; then
     NAME=main
     echo "postgres: creating cluster $VER/$NAME on port $DB_PORT"
@@ -147,7 +151,6 @@ node_port() { echo $((DB_PORT + $1 - 1)); }
 rest_port() { echo $((PATRONI_PORT + $1 - 1)); }
 etcd_client_port() { echo $((ETCD_PORT + 2 * ($1 - 1))); }
 etcd_peer_port() { echo $((ETCD_PORT + 2 * ($1 - 1) + 1)); }
-pg_major() { ls /usr/lib/postgresql | sort -V | tail -n 1; }   # the newest, as find_cluster
 
 # As root, PostgreSQL runs as the postgres user (it refuses root), in a directory that user
 # reaches whatever the checkout's permissions; otherwise as whoever runs this script.
