@@ -13,6 +13,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 
@@ -56,21 +57,15 @@ def ready(nodes: int, first_port: int) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    action, nodes, first_port = argv[0], int(argv[1]), int(argv[2])
-    if action == "leader":
-        number = leader(nodes, first_port)
-        if number is None:
-            return 1
-        print(number)
-        return 0
-    if action == "ready":
-        line = ready(nodes, first_port)
-        if line is None:
-            return 1
-        print(line)
-        return 0
-    print(__doc__, file=sys.stderr)
-    return 2
+    actions: dict[str, Callable[[int, int], object | None]] = {"leader": leader, "ready": ready}
+    if len(argv) != 3 or argv[0] not in actions:
+        print(__doc__, file=sys.stderr)
+        return 2
+    answer = actions[argv[0]](int(argv[1]), int(argv[2]))
+    if answer is None:
+        return 1
+    print(answer)
+    return 0
 
 
 if __name__ == "__main__":
