@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `make up` needs from the system, installed with apt (via sudo unless root) when missing.
-# Usage: scripts/prereqs.sh [venv] [java] [postgresql] [patroni]   (no argument: the first three)
+# Usage: scripts/prereqs.sh [venv] [java] [postgresql] [patroni]
+#   (no argument: the first three, and patroni when POSTGRES_NODES > 1)
 #   venv        the venv module (venv, ensurepip) of the interpreter `make install` uses:
 #               scripts/python.sh's pick for PYTHON, which make passes on from its command
 #               line (Debian, Ubuntu: python3.X-venv of that interpreter's version)
@@ -35,7 +36,10 @@ java_package() {
 }
 
 wanted=("$@")
-((${#wanted[@]})) || wanted=(venv java postgresql)
+if ((${#wanted[@]} == 0)); then
+  wanted=(venv java postgresql)
+  (($(postgres_nodes) == 1)) || wanted+=(patroni)
+fi
 
 missing=()    # what a person must install, for the message without apt
 packages=()   # what apt installs
@@ -61,9 +65,12 @@ for what in "${wanted[@]}"; do
       fi
       ;;
     patroni)
-      if ! { command -v patroni && command -v patronictl && command -v etcd; } >/dev/null; then
-        missing+=("patroni, patronictl and etcd (Debian's patroni and etcd-server)")
-        packages+=(patroni etcd-server)
+      # python3-etcd: Patroni's etcd3 client needs it, and on Debian 13 the package's
+      # dependencies are met by another store's client (python3-consul) instead.
+      if ! { command -v patroni && command -v patronictl && command -v etcd &&
+        /usr/bin/python3 -c 'import etcd'; } >/dev/null 2>&1; then
+        missing+=("patroni, patronictl and etcd (Debian's patroni, python3-etcd and etcd-server)")
+        packages+=(patroni python3-etcd etcd-server)
       fi
       ;;
     *) echo "usage: $0 [venv] [java] [postgresql] [patroni]" >&2; exit 2 ;;

@@ -4,6 +4,7 @@ and the two services run as ``python -m services.<name>``, killed and restarted 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -218,10 +219,15 @@ class PatroniCluster:
     port: int = field(default_factory=lambda: free_ports(3))  # node n: port + n - 1
     rest_port: int = field(default_factory=lambda: free_ports(3))  # Patroni's REST API
     etcd_port: int = field(default_factory=lambda: free_ports(6))  # member n: + 2(n - 1), peer +1
-    run_dir: Path = field(default_factory=lambda: RUN_DIR / f"patroni-{os.getpid()}")
-    data_dir: Path = field(
-        default_factory=lambda: Path(tempfile.mkdtemp(prefix="fluxo-patroni-", dir="/tmp"))
-    )
+    run_dir: Path = RUN_DIR / "patroni"
+
+    @property
+    def data_dir(self) -> Path:
+        """Under /tmp, which the postgres user reaches whatever the checkout's permissions;
+        one per run directory, so that a session interrupted leaves nothing the next one
+        does not remove."""
+        digest = hashlib.sha256(str(self.run_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"fluxo-patroni-{digest}"
 
     @property
     def url(self) -> str:
@@ -243,6 +249,7 @@ class PatroniCluster:
         run_script("postgres", action, self.env())
 
     def start_afresh(self) -> None:
+        self.run("destroy")  # one left by an interrupted session
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
         self.run("start")

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.doc_blocks import following, run_blocks
+from tests.doc_blocks import command, following, run_blocks
 
 from .docker import ROOT, TIMINGS, run, script
 
@@ -143,5 +143,38 @@ def test_the_readmes_commands_on_a_bare_debian(machine: Machine) -> None:
     TIMINGS.extend(f"fresh {os_name}:   {line}" for line in done)
     assert done[-1].endswith("make down"), done
 
+    left = machine.sh(f"python3 -c '{LEFT_OVER}'")
+    assert left == "", f"make down left these running:\n{left}"
+
+
+@pytest.mark.timeout(1200)
+def test_a_postgresql_cluster_under_make_up_on_a_bare_debian(machine: Machine) -> None:
+    """`make up POSTGRES_NODES=3`: three nodes under Patroni and etcd from Debian's packages;
+    the README's record reaches the primary, and `make psql` (not told again) finds it."""
+    machine.sh(
+        "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl",
+        timeout=300,
+    )
+    start = time.monotonic()
+    machine.sh("make up POSTGRES_NODES=3", timeout=900)
+    took = time.monotonic() - start
+    status = machine.sh("scripts/postgres.sh status")
+    for name in ("postgres-1", "postgres-2", "postgres-3", "etcd-1", "etcd-2", "etcd-3"):
+        assert f"{name}: running" in status, status
+    assert "Sync Standby" in status, status
+
+    answer = machine.sh(command("curl -i -X POST http://localhost:8000/produto/manual"))
+    assert answer.startswith("HTTP/1.1 202"), answer
+    query = command("make psql <<<")
+    deadline = time.monotonic() + 30
+    while "12369" not in (rows := machine.sh(query)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "12369" in rows, f"the record is not in products after 30 s:\n{rows}"
+    primary = machine.sh("make psql <<< 'SELECT pg_is_in_recovery()'")
+    assert "f" in (line.strip() for line in primary.splitlines()), f"not the primary:\n{primary}"
+
+    os_name = machine.sh(". /etc/os-release && echo $PRETTY_NAME").strip()
+    TIMINGS.append(f"fresh {os_name}: make up POSTGRES_NODES=3 took {took:.0f} s")
+    machine.sh("make down", timeout=300)
     left = machine.sh(f"python3 -c '{LEFT_OVER}'")
     assert left == "", f"make down left these running:\n{left}"
