@@ -327,6 +327,16 @@ start_cluster() {
 
   PGPASSWORD=$(secret superuser) ensure_role_and_database \
     psql -h 127.0.0.1 -p "$(node_port "$leader")" -U postgres -d postgres
+  # Until every node has replayed them: a client that meets a standby lacking the database
+  # first is refused there and tries no other host.
+  deadline=$((SECONDS + 30))
+  for ((n = 1; n <= NODES; n++)); do
+    until PGPASSWORD=$DB_PASS psql -h "$DB_HOST" -p "$(node_port "$n")" -U "$DB_USER" -d "$DB_NAME" \
+      -X -q -t -c 'select 1' >/dev/null 2>&1; do
+      ((SECONDS < deadline)) || break
+      sleep 0.2
+    done
+  done
   if ! psql "$(database_url)" -X -q -t -c 'select 1' >/dev/null; then
     echo "postgres: cannot log in with $(database_url)" >&2; exit 1
   fi
