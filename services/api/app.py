@@ -118,8 +118,8 @@ async def outbox_gauges_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics, database = app[METRICS], app[DATABASE]
         while True:
             try:
-                await database.ready()
-                async with database.connection() as conn:
+                async with database.connection() as conn:  # one connection: the pool stays small
+                    await database.note_primary(conn)
                     backlog, oldest_age = await repository.outbox_backlog(conn)
             except (Unavailable, asyncpg.PostgresError):
                 pass  # the gauges keep their last value; /ready says the database is down

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -81,6 +82,8 @@ async def connect(dsn: str, **settings: Any) -> asyncpg.Connection:
     assert failure is not None
     raise failure
 
+
+READY_TIMEOUT = 2.0
 
 # Whether the server of a connection takes writes now.
 WRITABLE = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
@@ -215,6 +218,10 @@ class Database:
         try:
             yield conn
         except LOST_PRIMARY as exc:
+            # Useless now, and a silent one would hold up its release: dropped at once
+            # (one whose server closed it was handed back to the pool by asyncpg already).
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
             await self._lost_primary(pool, exc)
         finally:
             await pool.release(conn)
@@ -274,19 +281,26 @@ class Database:
     async def ready(self) -> bool:
         """Whether PostgreSQL answers; notes whether its server takes writes (``primary``)."""
         try:
-            async with asyncio.timeout(2), self.connection() as conn:
-                writable = await conn.fetchval(WRITABLE)
-                node = node_of(conn)
-        except (Unavailable, TimeoutError):
+            async with asyncio.timeout(READY_TIMEOUT + 1), self.connection() as conn:
+                await self.note_primary(conn)
+        except (Unavailable, TimeoutError):  # TimeoutError: no pooled connection came free
             return False
+        return True
+
+    async def note_primary(self, conn: Connection) -> None:
+        """Note whether the server of ``conn`` (a pooled connection) takes writes.
+
+        A server that does not answer within READY_TIMEOUT is lost (its machine vanished
+        without a reset), and a standby (no target_session_attrs, or a stale connection) is
+        not the primary: either way the pool is expired, so the next connections are opened
+        anew, on the primary.
+        """
+        writable = await conn.fetchval(WRITABLE, timeout=READY_TIMEOUT)
         if writable:
-            self._found_primary(node)
+            self._found_primary(node_of(conn))
         elif self._pool is not None:
-            # A standby answers (no target_session_attrs, or a stale connection): the next
-            # connections are opened anew, to land on the primary.
             self.primary = None
             await self._pool.expire_connections()
-        return True
 
     def _found_primary(self, node: str) -> None:
         previous, self.primary = self._last_primary, node

@@ -147,7 +147,7 @@ class OutboxRelay:
                 await self._sleep(min(self._poll_interval, REBALANCE_INTERVAL), wake=True)
         finally:
             self._set_slots(frozenset())
-            # Also releases the advisory locks; a connection gone silent is dropped at once.
+            # Also releases the advisory locks; a connection gone silent is dropped after 1 s.
             with contextlib.suppress(Exception):
                 await asyncio.shield(conn.close(timeout=1))
 

@@ -204,6 +204,29 @@ async def test_a_first_host_that_never_answers_is_passed_over_for_the_next(
         await relay_becomes(api.app[RELAY], True, within=10)
 
 
+async def test_a_primary_gone_silent_is_left_for_the_next_host_without_waiting_for_tcp(
+    api_config: ApiConfig, aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services.api.database, "HOST_CONNECT_TIMEOUT", 0.5)
+    async with TcpForwarder(free_ports(), ("localhost", 5432)) as first:
+        hosts = f"localhost:{first.port},localhost:5432"
+        url = database_url(with_hosts(api_config.database_url, hosts), {})
+        api = await aiohttp_client(create_api(dataclasses.replace(api_config, database_url=url)))
+        await wait_ready(api, "API")
+        assert (await (await api.get("/ready")).json())["database_primary"] == hosts.split(",")[0]
+        # Its machine vanishes: the pooled connections get no answer, no close, no reset.
+        first.freeze()
+        assert (await (await api.get("/ready")).json())["database_primary"] is None
+        started = time.monotonic()
+        answer = await api.post(
+            "/produto/scheduler", json=transformed_record("g-1"), headers=auth()
+        )
+        assert answer.status == 201
+        assert time.monotonic() - started < 5
+        assert (await (await api.get("/ready")).json())["database_primary"] == "localhost:5432"
+        assert await primary_changes(api) == 1
+
+
 async def test_a_relay_whose_lock_connection_is_lost_stops_publishing_at_once_and_resumes(
     api: Client, api_config: ApiConfig
 ) -> None:
