@@ -23,7 +23,7 @@ import orjson
 
 from services.common.kafka import create_producer
 
-from . import scaling, stages
+from . import dead_letters, scaling, stages
 from .pipeline import Pipeline
 from .procs import SERVICES, BenchError, load_average, machine, service_pids
 from .profile import Profiler, py_spy
@@ -48,6 +48,7 @@ class Options:
     scaling: bool = False
     repeat: int = 1
     record: bool = False
+    dead_letters: int | None = None
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -84,6 +85,13 @@ def parse_args(argv: list[str]) -> Options:
         help="instead: throughput with 1, 2, 3 schedulers and 1, 2, 3 relays (bench/scaling.py)",
     )
     parser.add_argument(
+        "--dead-letters",
+        type=int,
+        metavar="N",
+        help="instead: N more dead letters, then the latency of the dead-letter list over "
+        "HTTP and the index's memory (bench/dead_letters.py)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -109,6 +117,8 @@ def parse_args(argv: list[str]) -> Options:
         parser.error("--backlog must be positive")
     if args.repeat < 1:
         parser.error("--repeat must be positive")
+    if args.dead_letters is not None and args.dead_letters < 1:
+        parser.error("--dead-letters must be positive")
     return Options(
         args.records,
         rates,
@@ -119,6 +129,7 @@ def parse_args(argv: list[str]) -> Options:
         args.scaling,
         args.repeat,
         args.record,
+        args.dead_letters,
     )
 
 
@@ -237,6 +248,18 @@ def write(report: Report, mode: str, record: bool) -> str:
     return markdown
 
 
+def letters(count: int, record: bool) -> str:
+    """``--dead-letters``: its table, also written beside the other modes' results."""
+    scheduler = service_pids()["scheduler"]
+    markdown = asyncio.run(dead_letters.run_dead_letters(Settings.load(), count, scheduler))
+    folder = RESULTS_DIR if record else OUTPUT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{datetime.now(UTC).date()}-dead-letters.md"
+    path.write_text(markdown + "\n", encoding="utf-8")
+    log.info("results in %s", path)
+    return markdown
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
@@ -248,6 +271,9 @@ def main() -> None:
         if options.scaling:
             events = options.records * 5 // 2
             print(scaling.main([1, 2, 3], options.records, events, options.record))
+            return
+        if options.dead_letters:
+            print(letters(options.dead_letters, options.record))
             return
         report = asyncio.run(run(options, command))
     except BenchError as error:
