@@ -19,6 +19,7 @@ from itertools import islice
 import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from services.common import jsoncodec
 from services.common.kafka import Outgoing, client_settings, create_producer, send_batches
@@ -166,9 +167,11 @@ async def produce_paced(
     items: Iterator[tuple[bytes, bytes]],
     count: int,
     rate: float,
-) -> tuple[float, float]:
+) -> tuple[float, float, list[RecordMetadata]]:
     """Send ``count`` records at ``rate`` per second: record i is sent once i / rate seconds
-    have passed, so a late wake-up catches up instead of lowering the rate."""
+    have passed, so a late wake-up catches up instead of lowering the rate. Returns the wall
+    time of the first send, the seconds to the last acknowledgement, and each record's
+    metadata (its timestamp) in the order sent."""
     first, started = time.time(), time.monotonic()
     deliveries = []
     sent = 0
@@ -178,8 +181,8 @@ async def produce_paced(
             deliveries.append(await producer.send(topic, value=value, key=key, headers=traced(key)))
         sent = due
         await asyncio.sleep(max(PACE_TICK, started + sent / rate - time.monotonic()))
-    await asyncio.gather(*deliveries)
-    return first, time.monotonic() - started
+    metadata = await asyncio.gather(*deliveries)
+    return first, time.monotonic() - started, metadata
 
 
 class Pipeline:
@@ -217,7 +220,7 @@ class Pipeline:
             if rate is None:
                 sent_at, produce_seconds = await produce_full_speed(self._producer, topic, items)
             else:
-                sent_at, produce_seconds = await produce_paced(
+                sent_at, produce_seconds, _ = await produce_paced(
                     self._paced, topic, items, count, rate
                 )
             await wait_for(arrivals, name)
