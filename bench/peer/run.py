@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from dotenv import dotenv_values
 
@@ -48,7 +48,13 @@ from services.common.config import KafkaConfig
 from services.common.kafka import create_producer, ensure_topics
 
 from ..database import database_url, scratch_database
-from ..pipeline import STALL_SECONDS, operate, produce_full_speed, produce_paced
+from ..pipeline import (
+    STALL_SECONDS,
+    TopicFollower,
+    operate,
+    produce_full_speed,
+    produce_paced,
+)
 from ..procs import BenchError, Sampler, load_average
 from ..report import latency
 from ..scaling import Service
@@ -322,54 +328,39 @@ class Connect:
 # --- the output topic --------------------------------------------------------------------
 
 
-class OutputWatcher:
+class OutputWatcher(TopicFollower):
     """Reads a system's output topic from its start, without a group: the drain's
     completion, and the first arrival of the latency phase's ids."""
 
     def __init__(self, topic: str, event_row: Callable[[dict[str, Any]], tuple[Any, ...]]) -> None:
-        self._topic = topic
-        self._event_row = event_row
-        self._consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=f"localhost:{KAFKA_PORT}",
             group_id=None,
             enable_auto_commit=False,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(consumer, topic)
+        self._event_row = event_row
         self.completion: Completion | None = None
         self.watched: set[str] = set()
         self.arrivals: dict[str, float] = {}
         self.progress = asyncio.Event()
 
     async def start(self, partitions: int) -> None:
-        await self._consumer.start()
-        tps = [TopicPartition(self._topic, p) for p in range(partitions)]
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._run(), name="output-watcher")
+        await self._follow(range(partitions), from_end=False)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+    def _take(self, key: bytes | None, value: bytes | None, now: float) -> None:
+        if value is None:
+            return
+        row = self._event_row(orjson.loads(value))
+        rid = row[0]
+        if self.completion is not None:
+            self.completion.arrived(rid, hash(row), now)
+        if rid in self.watched and rid not in self.arrivals:
+            self.arrivals[rid] = now
 
-    async def _run(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=100)
-            now = time.time()  # before parsing: the records arrived by now
-            for batch in batches.values():
-                for record in batch:
-                    if record.value is None:
-                        continue
-                    row = self._event_row(orjson.loads(record.value))
-                    rid = row[0]
-                    if self.completion is not None:
-                        self.completion.arrived(rid, hash(row), now)
-                    if rid in self.watched and rid not in self.arrivals:
-                        self.arrivals[rid] = now
-            if batches:
-                self.progress.set()
+    def _fetched(self) -> None:
+        self.progress.set()
 
 
 async def until_complete(watcher: OutputWatcher, what: str) -> bool:
