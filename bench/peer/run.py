@@ -56,7 +56,7 @@ from ..pipeline import (
     produce_paced,
 )
 from ..procs import BenchError, Sampler, load_average
-from ..report import latency
+from ..report import Latency, latency
 from ..scaling import Service
 from ..settings import OUTPUT_DIR, RESULTS_DIR, ROOT, Settings
 from . import config
@@ -411,8 +411,6 @@ class Bench:
     kafka_pid: int
     postmaster: int
     http: aiohttp.ClientSession
-    producer: AIOKafkaProducer
-    paced: AIOKafkaProducer
     connect_home: Path
     classpath: str
     runs: list[Run] = field(default_factory=list)
@@ -522,42 +520,61 @@ class Bench:
         options = self.options
         watcher = OutputWatcher(system.output_topic, system.event_row)
         await watcher.start(options.partitions)
+        # Producers of the run's own: one that outlived the topics it wrote to (deleted after
+        # each run) would log an error at every metadata refresh.
         try:
-            expected: dict[str, Hashable] = {}
-
-            def items() -> Iterator[tuple[bytes, bytes]]:
-                for _, record in config.workload(self.run_id, options.records, options.ids):
-                    expected[record["productId"]] = hash(config.row(record))
-                    yield record["productId"].encode(), system.encode(record)
-
-            _, produced = await produce_full_speed(self.producer, system.input_topic, items())
-            log.info("%s: %d records produced in %.1f s", what, options.records, produced)
-            watcher.completion = Completion(expected)
-            pids = {**system.pids, "kafka": self.kafka_pid}
-            async with Sampler(pids, memory=system.memory, postgres=self.postmaster) as sampler:
-                resumed_at = time.time()
-                await resume()
-                complete = await until_complete(watcher, what)
-            seconds = watcher.completion.last_arrival - resumed_at if complete else 0.0
-            mismatched = mismatched_rows(expected, await rows(url))
-            notes = [f"{mismatched:,} rows differ from their last record"] if mismatched else []
-            run = Run(
-                system.name,
-                options.records,
-                round(seconds, 3),
-                complete and not mismatched,
-                sampler.usage,
-                notes=notes,
-            )
-            log.info("%s: drained in %.1f s, %.0f records/s", what, seconds, run.throughput)
-            for rate in options.rates:
-                run = replace(run, rate=rate, latency=await self.latency(system, watcher, rate))
-                log.info("%s: at %g/s %s", what, rate, run.latency)
-            return run
+            async with producers() as (producer, paced):
+                return await self._measure(system, url, resume, what, watcher, producer, paced)
         finally:
             await watcher.stop()
 
-    async def latency(self, system: System, watcher: OutputWatcher, rate: float) -> Any:
+    async def _measure(
+        self,
+        system: System,
+        url: str,
+        resume: Callable[[], Any],
+        what: str,
+        watcher: OutputWatcher,
+        producer: AIOKafkaProducer,
+        paced: AIOKafkaProducer,
+    ) -> Run:
+        options = self.options
+        expected: dict[str, Hashable] = {}
+
+        def items() -> Iterator[tuple[bytes, bytes]]:
+            for _, record in config.workload(self.run_id, options.records, options.ids):
+                expected[record["productId"]] = hash(config.row(record))
+                yield record["productId"].encode(), system.encode(record)
+
+        _, produced = await produce_full_speed(producer, system.input_topic, items())
+        log.info("%s: %d records produced in %.1f s", what, options.records, produced)
+        watcher.completion = Completion(expected)
+        pids = {**system.pids, "kafka": self.kafka_pid}
+        async with Sampler(pids, memory=system.memory, postgres=self.postmaster) as sampler:
+            resumed_at = time.time()
+            await resume()
+            complete = await until_complete(watcher, what)
+        seconds = watcher.completion.last_arrival - resumed_at if complete else 0.0
+        mismatched = mismatched_rows(expected, await rows(url))
+        notes = [f"{mismatched:,} rows differ from their last record"] if mismatched else []
+        run = Run(
+            system.name,
+            options.records,
+            round(seconds, 3),
+            complete and not mismatched,
+            sampler.usage,
+            notes=notes,
+        )
+        log.info("%s: drained in %.1f s, %.0f records/s", what, seconds, run.throughput)
+        for rate in options.rates:
+            measured = await self.latency(system, watcher, paced, rate)
+            run = replace(run, rate=rate, latency=measured)
+            log.info("%s: at %g/s %s", what, rate, run.latency)
+        return run
+
+    async def latency(
+        self, system: System, watcher: OutputWatcher, paced: AIOKafkaProducer, rate: float
+    ) -> Latency | None:
         """Fresh ids at ``rate``: from each input record's timestamp to its event's arrival."""
         count = max(1, round(rate * self.options.rate_seconds))
         records = list(config.workload(f"{self.run_id}r{rate:g}", count, count))
@@ -567,9 +584,7 @@ class Bench:
             (key.encode(), system.encode(record))
             for key, (_, record) in zip(keys, records, strict=True)
         )
-        _, _, metadata = await produce_paced(
-            self.paced, system.input_topic, iter(items), count, rate
-        )
+        _, _, metadata = await produce_paced(paced, system.input_topic, iter(items), count, rate)
         await until_arrived(watcher, count, f"{system.name} at {rate:g}/s")
         spent = [
             watcher.arrivals[key] - sent.timestamp / 1000
@@ -682,13 +697,8 @@ async def run(options: Options, command: str) -> tuple[list[Run], dict[str, Any]
     runs: list[Run] = []
     try:
         classpath = await asyncio.to_thread(broker_classpath)
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-            producers() as (producer, paced),
-        ):
-            bench = Bench(
-                options, run_id, kafka_pid, postmaster, http, producer, paced, home, classpath, runs
-            )
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            bench = Bench(options, run_id, kafka_pid, postmaster, http, home, classpath, runs)
             # The systems take turns, so that a load that comes and goes on a shared machine
             # spreads over both rather than falling on the runs of one.
             for repeat in range(1, options.repeat + 1):
@@ -703,8 +713,6 @@ async def run(options: Options, command: str) -> tuple[list[Run], dict[str, Any]
 def main(options: Options, command: str) -> str:
     """Runs the comparison; the table goes to ``.run/bench/`` (``bench/results/`` with
     ``record``) as ``<date>-peer.md`` and ``.json``."""
-    # A run's topics are deleted after it; the producers' metadata still names them.
-    logging.getLogger("aiokafka.cluster").setLevel(logging.ERROR)
     runs, context = asyncio.run(run(options, command))
     markdown = render(runs, context)
     folder = RESULTS_DIR if options.record else OUTPUT_DIR
