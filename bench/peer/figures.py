@@ -286,5 +286,8 @@ def render(runs: Sequence[Run], context: Mapping[str, Any]) -> str:
             f"{REFERENCE_CPU[1]:.0f} ms per 1,000 records)."
         )
     if peer.runs and fluxo.runs:
-        lines += ["", *_table(["goal", "measured", "met"], goals(fluxo, peer), "lll")]
+        lines.append("")
+        if problems:
+            lines += ["The goals, which an invalid run does not judge:", ""]
+        lines += _table(["goal", "measured", "met"], goals(fluxo, peer), "lll")
     return "\n".join(lines) + "\n"

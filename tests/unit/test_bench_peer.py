@@ -245,6 +245,7 @@ def test_the_table_marks_an_invalid_run_and_shows_both_systems() -> None:
     assert "| Connect + Debezium | 1 | 5,000 | 142 | 28 | 20 | 190 | 1,000 | 500.0 |" in text
     assert "| fluxo-dados | 1 | 12,500 | 73 + 22 | 19 | 18 | 132 | 158 | 16.0 | 26.0 |" in text
     assert "**Invalid run**: the peer drained 5,000 records/s" in text
+    assert "The goals, which an invalid run does not judge:" in text
 
 
 def test_peer_mode_defaults_to_the_issues_workload() -> None:
