@@ -693,9 +693,10 @@ async def run(options: Options, command: str) -> tuple[list[Run], dict[str, Any]
         "load_before": load_average(),
     }
     home = await asyncio.to_thread(connect_home)
-    kafka_pid, postmaster = await asyncio.to_thread(start_infrastructure)
     runs: list[Run] = []
     try:
+        # Inside: a broker that fails to start leaves a database server to stop.
+        kafka_pid, postmaster = await asyncio.to_thread(start_infrastructure)
         classpath = await asyncio.to_thread(broker_classpath)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
             bench = Bench(options, run_id, kafka_pid, postmaster, http, home, classpath, runs)
