@@ -142,6 +142,9 @@ def start_infrastructure() -> tuple[int, int]:
     their pids (the broker, the postmaster)."""
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     script("kafka", "stop")  # one an interrupted run left
+    for pattern in ("connect-*", "api-*.log", "scheduler-*.log"):  # an earlier run's
+        for path in RUN_DIR.glob(pattern):
+            path.unlink()
     shutil.rmtree(RUN_DIR / "kafka-data", ignore_errors=True)
     script("postgres", "stop")
     # Someone else's server there would pass the readiness checks in our place.
@@ -557,6 +560,8 @@ class Bench:
         seconds = watcher.completion.last_arrival - resumed_at if complete else 0.0
         mismatched = mismatched_rows(expected, await rows(url))
         notes = [f"{mismatched:,} rows differ from their last record"] if mismatched else []
+        if not complete:
+            notes.append(f"{watcher.completion.pending:,} ids without their last event")
         run = Run(
             system.name,
             options.records,
