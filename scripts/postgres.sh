@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Local PostgreSQL from Debian's packages (pg_ctlcluster), with the role and database
 # of DATABASE_URL. Usage: scripts/postgres.sh install|start|stop|status
+# POSTGRES_WAL_LEVEL=logical (for the benchmark's Debezium peer, bench/peer/) sets wal_level
+# when the cluster starts and gives the role REPLICATION.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +20,7 @@ for name, value in [("DB_USER", unquote(u.username or "")), ("DB_PASS", unquote(
 PY
 )"
 MAX_CONNECTIONS=200   # the tests open pools against several throw-away databases
+WAL_LEVEL="${POSTGRES_WAL_LEVEL:-}"
 
 install() { "$ROOT/scripts/prereqs.sh" postgresql; }
 
@@ -56,7 +59,11 @@ start() {
     # Someone else started it (or a pid file is left from an earlier run): not ours to stop.
     alive postgres postgres || rm -f "$RUN/postgres.pid"
     echo "postgres: cluster $VER/$NAME already running on port $DB_PORT"
+    if [[ -n $WAL_LEVEL ]] && [[ $(as_postgres psql -X -A -t -p "$DB_PORT" -d postgres -c 'SHOW wal_level') != "$WAL_LEVEL" ]]; then
+      echo "postgres: cluster $VER/$NAME runs without wal_level=$WAL_LEVEL; stop it first" >&2; exit 1
+    fi
   else
+    if [[ -n $WAL_LEVEL ]]; then $SUDO pg_conftool "$VER" "$NAME" set wal_level "$WAL_LEVEL"; fi
     # Raise max_connections while it is down anyway: no restart of anybody's server needed.
     if (($(pg_conftool -s "$VER" "$NAME" show max_connections 2>/dev/null || echo 0) < MAX_CONNECTIONS)); then
       $SUDO pg_conftool "$VER" "$NAME" set max_connections "$MAX_CONNECTIONS"
@@ -86,6 +93,10 @@ ALTER ROLE :"user" WITH LOGIN CREATEDB PASSWORD :'pass';
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user')
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL
+  if [[ $WAL_LEVEL == logical ]]; then
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" -d postgres -v user="$DB_USER" \
+      <<<'ALTER ROLE :"user" WITH REPLICATION;'
+  fi
 
   # Connect exactly as the services will: TCP and the URL's password (no trust/peer).
   if ! psql "$DATABASE_URL" -X -q -t -c 'select 1' >/dev/null; then
