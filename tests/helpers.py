@@ -440,3 +440,72 @@ async def raw_request(
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def terminate_sessions(database: str, application_name: str = "%") -> int:
+    """End every other session on ``database`` whose application_name is LIKE the pattern, as
+    a server shutting down or failing over does; returns how many were ended."""
+    ended: int = await fetchval(
+        database,
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND application_name LIKE $1",
+        application_name,
+    )
+    return ended
+
+
+class TcpForwarder:
+    """A port that forwards every connection to ``target`` (host, port): a second name for a
+    real server, which a test opens and closes as a node of a cluster comes and goes, or
+    freezes as a machine that vanished without closing anything."""
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        self.port = port
+        self._target = target
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        """Hold every byte from now on, in both directions, closing nothing."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    async def __aenter__(self) -> TcpForwarder:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        """Stop listening and cut every forwarded connection, as a vanished server does."""
+        assert self._server is not None
+        self._server.close()
+        self._flowing.set()  # the held bytes go to the closed ends, and each pipe ends
+        for writer in list(self._pipes):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            self._pipes.add(sink)
+            try:
+                while data := await source.read(65536):
+                    await self._flowing.wait()
+                    sink.write(data)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                self._pipes.discard(sink)
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))

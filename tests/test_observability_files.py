@@ -118,6 +118,7 @@ def test_promtool_rule_tests_pass_with_a_case_for_every_alert() -> None:
         "FluxoOutboxStale",
         "FluxoDeadLetters",
         "FluxoNoOutboxRelay",
+        "FluxoNoWritablePrimary",
     }
     assert alerts <= tested, f"alerts without a firing case: {alerts - tested}"
 

@@ -56,11 +56,18 @@ def create_app(config: ApiConfig, tracing: Tracing | None = None) -> web.Applica
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    metrics = app[METRICS]
     database = Database(
-        config.database_url, config.database_pool_size, config.sql_dir, config.retry
+        config.database_url,
+        config.database_pool_size,
+        config.sql_dir,
+        config.retry,
+        on_primary_change=lambda *_: metrics.database_primary_changes.inc(),
     )
     app[DATABASE] = database
-    app[METRICS].watch_pool(database.pool_in_use, database.pool_size)
+    metrics.watch_pool(
+        database.pool_in_use, database.pool_size, lambda: 0.0 if database.primary is None else 1.0
+    )
     opening = asyncio.create_task(database.open(), name="database-open")
     yield
     await cancel_and_wait(opening)
@@ -89,6 +96,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         batch_size=config.outbox_batch_size,
         poll_interval=config.outbox_poll_interval,
         retry=config.retry,
+        lease=config.outbox_relay_lease,
     )
     app[RELAY] = relay
     running = asyncio.create_task(relay.run(app[DATABASE]), name="outbox-relay")
@@ -103,13 +111,15 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def outbox_gauges_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Keep the outbox backlog gauges fresh (every replica reports the same table)."""
+    """Keep the outbox backlog gauges fresh (every replica reports the same table), and the
+    primary known (a failover is seen within this interval even while no request comes)."""
 
     async def refresh() -> None:
         metrics, database = app[METRICS], app[DATABASE]
         while True:
             try:
-                async with database.connection() as conn:
+                async with database.connection() as conn:  # one connection: the pool stays small
+                    await database.note_primary(conn)
                     backlog, oldest_age = await repository.outbox_backlog(conn)
             except (Unavailable, asyncpg.PostgresError):
                 pass  # the gauges keep their last value; /ready says the database is down

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -15,6 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from ..common.config import RetryConfig
 from ..common.errors import Unavailable
 from ..common.retry import retry
+from .config import database_hosts
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,53 @@ DATABASE_DOWN: tuple[type[BaseException], ...] = (
     # operation (2) is in progress" (a client-side error: nothing reached the server).
     asyncpg.exceptions.InternalClientError,
 )
+
+# What a statement meets on a server that no longer takes this API's writes: one gone or
+# shutting down (above: 57P01 admin shutdown, 57P02 crash shutdown, 57P03 starting or in
+# recovery are OperatorInterventionError), or a standby (25006: a demoted primary, or a
+# database made read-only). Every pooled connection points at that server: the pool's
+# connections are expired, and new ones land on the writable server (target_session_attrs).
+LOST_PRIMARY: tuple[type[BaseException], ...] = (
+    *DATABASE_DOWN,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+
+
+class PrimaryLost(Unavailable):
+    """A statement met a server gone, shutting down or read-only; the pool was expired, so
+    running it again lands on the primary of now."""
+
+
+# Seconds to reach one host of a URL that names several. asyncpg's connect timeout covers
+# all of them at once: a host that never answers (its machine vanished, no reset) would use
+# it up and hide the others. Each host gets its own.
+HOST_CONNECT_TIMEOUT = 3.0
+
+
+async def connect(dsn: str, **settings: Any) -> asyncpg.Connection:
+    """``asyncpg.connect``, trying a multi-host URL's hosts one by one, in order, each within
+    ``HOST_CONNECT_TIMEOUT``; ``target_session_attrs`` (in the URL) still chooses among them."""
+    hosts = database_hosts(dsn)
+    if len(hosts) < 2:
+        connection: asyncpg.Connection = await asyncpg.connect(dsn, **settings)
+        return connection
+    settings["timeout"] = HOST_CONNECT_TIMEOUT
+    failure: BaseException | None = None
+    for host, port in hosts:
+        try:
+            connection = await asyncpg.connect(dsn, host=host, port=port, **settings)
+        except DATABASE_DOWN as exc:  # refused, silent, starting, a standby: the next one
+            failure = exc
+        else:
+            return connection
+    assert failure is not None
+    raise failure
+
+
+READY_TIMEOUT = 2.0
+
+# Whether the server of a connection takes writes now.
+WRITABLE = "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
 
 # What a transaction meets when another one writes the same rows at the same time; the
 # transaction was rolled back and may simply run again.
@@ -87,21 +136,50 @@ async def _keep_session(conn: Connection) -> None:
     """
 
 
-class Database:
-    """A pool opened in the background: the API starts, answering 503, while PostgreSQL is down."""
+def node_of(conn: Connection) -> str:
+    """The server a connection reached, as the URL names it: ``localhost:5433``."""
+    # asyncpg keeps the address it connected to (of the URL's hosts, the one that matched
+    # target_session_attrs) on the connection, and has no public accessor for it.
+    address = getattr(conn, "_addr", None)
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address)  # a Unix socket's path
 
-    def __init__(self, dsn: str, pool_size: int, sql_dir: Path, retry: RetryConfig) -> None:
+
+class Database:
+    """A pool opened in the background: the API starts, answering 503, while PostgreSQL is down.
+
+    The pool follows the primary: a connection that meets a server gone, shutting down or
+    read-only expires every pooled connection, so none to that server is lent again.
+    ``primary`` names the writable server last seen (None while there is none);
+    ``on_primary_change`` is called when it is another one than before.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        pool_size: int,
+        sql_dir: Path,
+        retry: RetryConfig,
+        on_primary_change: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.dsn = dsn
         self._pool_size = pool_size
         self._sql_dir = sql_dir
         self._retry = retry
         self._pool: asyncpg.Pool | None = None
         self._opened = asyncio.Event()
+        self._on_primary_change = on_primary_change
+        self.primary: str | None = None
+        self._last_primary: str | None = None
 
     async def open(self) -> None:
         async def attempt() -> asyncpg.Pool:
             pool = await asyncpg.create_pool(
                 self.dsn,
+                # The stubs want asyncpg.connect's whole signature; this passes it all on.
+                connect=cast(Any, connect),
                 min_size=1,
                 max_size=self._pool_size,
                 command_timeout=30,
@@ -128,14 +206,31 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A pooled connection; PostgreSQL being down is answered as 503."""
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise Unavailable("The database is not reachable yet.")
         try:
-            async with self._pool.acquire(timeout=10) as conn:
-                yield conn
-        except DATABASE_DOWN as exc:
-            log.warning("database unavailable: %s", exc)
-            raise Unavailable("The database is not reachable.") from exc
+            conn = await pool.acquire(timeout=10)
+        except TimeoutError as exc:  # every connection lent out (or a connect hanging)
+            raise Unavailable("No database connection came free in time.") from exc
+        except LOST_PRIMARY as exc:
+            await self._lost_primary(pool, exc)
+        try:
+            yield conn
+        except LOST_PRIMARY as exc:
+            # Useless now, and a silent one would hold up its release: dropped at once
+            # (one whose server closed it was handed back to the pool by asyncpg already).
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+            await self._lost_primary(pool, exc)
+        finally:
+            await pool.release(conn)
+
+    async def _lost_primary(self, pool: asyncpg.Pool, exc: BaseException) -> NoReturn:
+        log.warning("database unavailable (%s): %s", type(exc).__name__, exc)
+        self.primary = None
+        await pool.expire_connections()
+        raise PrimaryLost("The database is not reachable, or takes no writes.") from exc
 
     def pool_in_use(self) -> float:
         pool = self._pool
@@ -157,7 +252,11 @@ class Database:
         """Run ``work`` on a pooled connection: one statement is a transaction by itself.
 
         A deadlock or a serialization failure (a concurrent writer of the same rows) rolls
-        the transaction back; it runs again a few times, then is answered 503.
+        the transaction back; so does a server gone, shutting down or read-only (a failover),
+        after which the work lands on the new primary. Either runs again a few times, then
+        is answered 503. Running again a write whose commit went unanswered is safe: the
+        write-order rule makes the second run change nothing (and enqueue no event) when the
+        first one committed.
         """
 
         async def attempt() -> T:
@@ -170,7 +269,7 @@ class Database:
                 what=what,
                 config=self._retry,
                 log=log,
-                retry_on=CONFLICTING_WRITERS,
+                retry_on=(*CONFLICTING_WRITERS, PrimaryLost),
                 attempts=TRANSACTION_ATTEMPTS,
             )
         except CONFLICTING_WRITERS as exc:
@@ -180,12 +279,36 @@ class Database:
             ) from exc
 
     async def ready(self) -> bool:
+        """Whether PostgreSQL answers; notes whether its server takes writes (``primary``)."""
         try:
-            async with asyncio.timeout(2), self.connection() as conn:
-                await conn.fetchval("SELECT 1")
-        except (Unavailable, TimeoutError):
+            async with asyncio.timeout(READY_TIMEOUT + 1), self.connection() as conn:
+                await self.note_primary(conn)
+        except (Unavailable, TimeoutError):  # TimeoutError: no pooled connection came free
             return False
         return True
+
+    async def note_primary(self, conn: Connection) -> None:
+        """Note whether the server of ``conn`` (a pooled connection) takes writes.
+
+        A server that does not answer within READY_TIMEOUT is lost (its machine vanished
+        without a reset), and a standby (no target_session_attrs, or a stale connection) is
+        not the primary: either way the pool is expired, so the next connections are opened
+        anew, on the primary.
+        """
+        writable = await conn.fetchval(WRITABLE, timeout=READY_TIMEOUT)
+        if writable:
+            self._found_primary(node_of(conn))
+        elif self._pool is not None:
+            self.primary = None
+            await self._pool.expire_connections()
+
+    def _found_primary(self, node: str) -> None:
+        previous, self.primary = self._last_primary, node
+        self._last_primary = node
+        if previous is not None and previous != node:
+            log.warning("the database primary moved from %s to %s", previous, node)
+            if self._on_primary_change is not None:
+                self._on_primary_change(previous, node)
 
     async def close(self) -> None:
         if self._pool is not None:

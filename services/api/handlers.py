@@ -439,8 +439,9 @@ async def get_product(request: web.Request) -> web.Response:
     document = None
     # PostgreSQL refuses NUL in text: such an id, like an over-long one, is nobody's.
     if "\x00" not in product_id and len(product_id) <= ID_MAX:
-        async with request.app[DATABASE].connection() as conn:
-            document = await repository.read_product(conn, product_id)
+        document = await request.app[DATABASE].run(
+            lambda conn: repository.read_product(conn, product_id), what="reading a product"
+        )
     if document is None:
         raise ApiError(404, f"No product with id {product_id!r}.")
     return web.Response(body=document, content_type="application/json")
@@ -480,8 +481,9 @@ async def list_products(request: web.Request) -> web.Response:
         problems["limit"] = [f"Must be an integer from 1 to {LIST_MAX}."]
     if problems:
         raise ApiError(422, "Invalid query.", fields=problems)
-    async with request.app[DATABASE].connection() as conn:
-        page = await repository.read_products_page(conn, after, limit)
+    page = await request.app[DATABASE].run(
+        lambda conn: repository.read_products_page(conn, after, limit), what="listing products"
+    )
     return json_response(
         {
             "items": [jsoncodec.Fragment(document) for _, document in page],
@@ -495,11 +497,17 @@ routes.get("/health", allow_head=False)(probes.health)
 
 @routes.get("/ready", allow_head=False)
 @probes.ready_docs(
-    "Readiness: PostgreSQL and Kafka are reachable", "PostgreSQL or Kafka is unreachable."
+    "Readiness: PostgreSQL and Kafka are reachable",
+    "PostgreSQL or Kafka is unreachable.",
+    schemas.ApiProbeSchema,
 )
 async def ready(request: web.Request) -> web.Response:
     app = request.app
     database, kafka = await asyncio.gather(app[DATABASE].ready(), app[PRODUCER].ready())
     checks = {"database": database, "kafka": kafka, "outbox_relay": app[RELAY].active}
     # A replica holding no relay slot (more replicas than slots, say) is ready too.
-    return probes.readiness(checks, required=("database", "kafka"))
+    return probes.readiness(
+        checks,
+        required=("database", "kafka"),
+        database_primary=app[DATABASE].primary if database else None,
+    )

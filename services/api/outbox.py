@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -28,7 +29,8 @@ from ..common.metrics import ApiMetrics
 from ..common.retry import Stopped, retry, until_stopped
 from ..common.tracing import TRACEPARENT, SpanKind, Tracing
 from . import repository
-from .database import Database
+from .database import Database, connect
+from .relay_lease import Lease
 from .relay_slots import REBALANCE_INTERVAL, RelaySlots
 
 log = logging.getLogger(__name__)
@@ -57,8 +59,10 @@ class OutboxRelay:
         batch_size: int,
         poll_interval: float,
         retry: RetryConfig,
+        lease: float,
     ) -> None:
         self._dsn = dsn
+        self._lease_seconds = lease
         self._producer = producer
         self._metrics = metrics
         self._tracing = tracing
@@ -92,7 +96,7 @@ class OutboxRelay:
             pass
 
     async def _run_connected(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(
+        conn = await connect(
             self._dsn,
             timeout=CONNECT_TIMEOUT,
             server_settings={
@@ -105,6 +109,15 @@ class OutboxRelay:
                 **KEEPALIVES,
             },
         )
+        lease = Lease(self._lease_seconds)
+
+        def lost(*_: object) -> None:
+            # The session, and so its locks, is gone: publish nothing more, now.
+            lease.lose()
+            self._set_slots(frozenset())
+            self._wake.set()
+
+        conn.add_termination_listener(lost)
         try:
             slots = RelaySlots(conn)
             while not await slots.join():
@@ -115,21 +128,28 @@ class OutboxRelay:
             log.info("outbox relay started")
             while not self._stopping.is_set():
                 if slots.due():  # between batches: a slot changes hands with nothing in flight
-                    self._set_slots(await slots.rebalance())
+                    self._set_slots(await lease.round_trip(slots.rebalance()))
                 self._wake.clear()
-                rows = await repository.outbox_batch(conn, self._batch_size, self.slots)
+                # The read renews the lease: the publish that follows has nearly all of it.
+                rows = await lease.round_trip(
+                    repository.outbox_batch(conn, self._batch_size, self.slots)
+                )
                 if rows:
-                    await self._publish(rows)
-                    await repository.delete_outbox(conn, [row["id"] for row in rows])
+                    await lease.within(functools.partial(self._publish, rows))
+                    await lease.round_trip(
+                        repository.delete_outbox(conn, [row["id"] for row in rows])
+                    )
                     if len(rows) == self._batch_size:
                         continue  # more may wait
                 # A row committed after the read above notified after the wake was cleared,
-                # so this returns at once for it.
+                # so this returns at once for it. The wait is shorter than the lease, so an
+                # idle relay renews it too.
                 await self._sleep(min(self._poll_interval, REBALANCE_INTERVAL), wake=True)
         finally:
             self._set_slots(frozenset())
+            # Also releases the advisory locks; a connection gone silent is dropped after 1 s.
             with contextlib.suppress(Exception):
-                await asyncio.shield(conn.close())  # also releases the advisory lock
+                await asyncio.shield(conn.close(timeout=1))
 
     async def _publish(self, rows: list[asyncpg.Record]) -> None:
         started = time.perf_counter()

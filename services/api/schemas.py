@@ -9,7 +9,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from ..common.contracts import ManualProductSchema, TransformedProductSchema
-from ..common.probes import ErrorBodySchema
+from ..common.probes import ErrorBodySchema, ProbeSchema
 
 MAX_BATCH = 5000
 # Kafka's legal topic names; partition and offset as PostgreSQL stores them (integer, bigint).
@@ -116,4 +116,15 @@ class ProductPageSchema(Schema):
     items = fields.List(fields.Nested(TransformedProductSchema))
     next = fields.String(
         allow_none=True, metadata={"description": "Pass as 'after' for the next page."}
+    )
+
+
+class ApiProbeSchema(ProbeSchema):
+    database_primary = fields.String(
+        allow_none=True,
+        metadata={
+            "example": "localhost:5433",
+            "description": "The PostgreSQL server this replica writes to, as DATABASE_URL "
+            "names it; null while none reached takes writes (a failover in progress).",
+        },
     )

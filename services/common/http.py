@@ -34,6 +34,10 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=jsoncodec.dumps(data), status=status, content_type="application/json")
 
 
+# Seconds a client is asked to wait before trying a 503 again.
+RETRY_AFTER = "1"
+
+
 def error_response(error: ApiError) -> web.Response:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.fields is not None:
@@ -41,6 +45,8 @@ def error_response(error: ApiError) -> web.Response:
     response = json_response({"error": body}, status=error.status)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    elif error.status == 503:  # a dependency is down: most outages here last seconds
+        response.headers["Retry-After"] = RETRY_AFTER
     return response
 
 

@@ -171,11 +171,22 @@ class ApiMetrics(HttpMetrics):
         self.database_pool_size = self._gauge(
             "fluxo_api_database_pool_size", "PostgreSQL pool connections open."
         )
+        self.database_primary_changes = self._counter(
+            "fluxo_api_database_primary_changes",
+            "Times this replica's writes moved to another PostgreSQL server (a failover).",
+        )
+        self.database_writable = self._gauge(
+            "fluxo_api_database_writable",
+            "1 while the PostgreSQL server this replica last reached takes writes.",
+        )
 
-    def watch_pool(self, in_use: Callable[[], float], size: Callable[[], float]) -> None:
+    def watch_pool(
+        self, in_use: Callable[[], float], size: Callable[[], float], writable: Callable[[], float]
+    ) -> None:
         """Read the pool's numbers at each scrape."""
         self.database_pool_in_use.set_function(in_use)
         self.database_pool_size.set_function(size)
+        self.database_writable.set_function(writable)
 
 
 class SchedulerMetrics(HttpMetrics):

@@ -36,25 +36,25 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-def readiness(checks: dict[str, bool], required: Iterable[str]) -> web.Response:
-    """200 when every required check passed, else 503; all checks are shown."""
+def readiness(checks: dict[str, bool], required: Iterable[str], **more: Any) -> web.Response:
+    """200 when every required check passed, else 503; all checks are shown, and ``more``."""
     healthy = all(checks[name] for name in required)
     return json_response(
-        {"status": "ready" if healthy else "unavailable", "checks": checks},
+        {"status": "ready" if healthy else "unavailable", "checks": checks, **more},
         status=200 if healthy else 503,
     )
 
 
-def ready_docs(summary: str, unavailable: str) -> Any:
+def ready_docs(summary: str, unavailable: str, schema: type[Schema] = ProbeSchema) -> Any:
     """The documentation of a service's ``GET /ready``."""
 
     def document(handler: Any) -> Any:
-        handler = response_schema(ProbeSchema, 200)(handler)
+        handler = response_schema(schema, 200)(handler)
         return docs(
             tags=["probes"],
             summary=summary,
             security=[],
-            responses={503: {"schema": ProbeSchema, "description": unavailable}},
+            responses={503: {"schema": schema, "description": unavailable}},
         )(handler)
 
     return document

@@ -117,7 +117,7 @@ async def flow_ctx(app: web.Application) -> AsyncIterator[None]:
     """What the status page shows: counters sampled every second, lag asked of the broker."""
     config = app[CONFIG]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        flow = Flow(app[CONSUMER], app[METRICS], session, config.api_url)
+        flow = Flow(app[CONSUMER], app[METRICS], session, config.api_urls[0])
         app[FLOW] = flow
         sampling = asyncio.create_task(flow.run(), name="flow-sampler")
         yield

@@ -47,6 +47,7 @@ class Flow:
         self._metrics = metrics
         self._session = session
         self._api_metrics_url = api_url + "/metrics"
+        self._api_ready_url = api_url + "/ready"
         # (unix time, records fetched, persisted, dead-lettered), one a second.
         self.history: deque[tuple[float, int, int, int]] = deque(maxlen=HISTORY_SECONDS + 1)
 
@@ -74,24 +75,38 @@ class Flow:
         )
 
     async def api_numbers(self) -> dict[str, Any]:
-        """The API's outbox and persisted counts, read from its ``/metrics``."""
-        try:
-            async with self._session.get(self._api_metrics_url) as response:
-                if response.status != 200:
-                    return {"reachable": False}
-                text = await response.text()
-        except (aiohttp.ClientError, TimeoutError):
+        """The API's outbox and persisted counts, read from its ``/metrics``, and the
+        PostgreSQL primary it writes to, from its ``/ready``."""
+        text, primary = await asyncio.gather(self._api_metrics(), self._api_primary())
+        if text is None:
             return {"reachable": False}
         samples = {
             (sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(text)
             for sample in family.samples
         }
-        numbers: dict[str, Any] = {"reachable": True}
+        numbers: dict[str, Any] = {"reachable": True, "database_primary": primary}
         for key, (name, label) in API_SERIES.items():
             value = samples.get((name, (label,) if label else ()))
             numbers[key] = value
         return numbers
+
+    async def _api_metrics(self) -> str | None:
+        try:
+            async with self._session.get(self._api_metrics_url) as response:
+                return await response.text() if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def _api_primary(self) -> str | None:
+        """``database_primary`` of the API's ``/ready`` (None while it has none, or is down)."""
+        try:
+            async with self._session.get(self._api_ready_url) as response:
+                body = await response.json()  # 503 (not ready) still names what it knows
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        primary = body.get("database_primary") if isinstance(body, dict) else None
+        return primary if isinstance(primary, str) else None
 
     async def snapshot(self) -> dict[str, Any]:
         return {

@@ -128,7 +128,10 @@ class FlowSchema(Schema):
     )
     dead_letters = fields.List(fields.Nested(DeadLetterSchema))
     api = fields.Dict(
-        metadata={"description": "The API's outbox backlog and counts, read from its /metrics."}
+        metadata={
+            "description": "The API's outbox backlog and counts, read from its /metrics, and "
+            "database_primary, the PostgreSQL node it writes to, from its /ready."
+        }
     )
 
 

@@ -102,6 +102,8 @@ async def test_the_status_page_follows_the_flow_and_pauses_and_resumes_it(
     await page.shows("count-records", 60)
     await page.shows("published", 60)
     await page.shows("backlog", 0, within=15)
+    # The PostgreSQL node the API writes to, from the API's /ready.
+    await page.shows("api-primary", "localhost:5432")
     assert float(await page.text("rate-persisted")) > 0
 
     # A dead letter: counted, listed with its stage and trace id.

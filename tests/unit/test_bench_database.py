@@ -45,3 +45,14 @@ def test_the_scratch_database_is_on_the_same_server_with_the_same_options() -> N
     assert database_url(server, "bench_1234") == (
         "postgresql://fluxo:secret@localhost:5432/bench_1234?sslmode=disable"
     )
+
+
+def test_a_scratch_database_of_a_cluster_keeps_every_host_and_the_query() -> None:
+    server = (
+        "postgresql://fluxo:fluxo@localhost:5432,localhost:5433,localhost:5434/fluxo"
+        "?target_session_attrs=read-write"
+    )
+    assert database_url(server, "bench_1") == (
+        "postgresql://fluxo:fluxo@localhost:5432,localhost:5433,localhost:5434/bench_1"
+        "?target_session_attrs=read-write"
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from services.api.config import ApiConfig, database_url
+from services.api.config import ApiConfig, database_hosts, database_url
 from services.common.config import (
     ConfigError,
     Env,
@@ -71,6 +71,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
             "API_MAX_BODY_BYTES": "1048576",
             "OUTBOX_BATCH_SIZE": "250",
             "OUTBOX_POLL_INTERVAL": "0.25",
+            "OUTBOX_RELAY_LEASE_SECONDS": "8",
             "HTTP_HEADER_TIMEOUT_SECONDS": "5",
             "HTTP_BODY_TIMEOUT_SECONDS": "20.5",
             "HTTP_KEEPALIVE_TIMEOUT_SECONDS": "120",
@@ -101,6 +102,7 @@ def test_every_api_setting_is_read_from_its_variable() -> None:
         max_body_bytes=1048576,
         outbox_batch_size=250,
         outbox_poll_interval=0.25,
+        outbox_relay_lease=8.0,
         future_timestamp_tolerance=5.0,
     )
 
@@ -203,6 +205,7 @@ def test_the_scheduler_names_a_missing_token(environ: dict[str, str]) -> None:
         ("DATABASE_POOL_SIZE", "0"),
         ("API_MAX_BODY_BYTES", "1023"),
         ("OUTBOX_POLL_INTERVAL", "soon"),
+        ("OUTBOX_RELAY_LEASE_SECONDS", "1.5"),
         ("RETRY_INITIAL_DELAY", "0"),
         ("RETRY_MAX_DELAY", "-5"),
         ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
@@ -390,13 +393,89 @@ def test_a_wrong_kafka_security_setting_is_named(environ: dict[str, str], messag
             {"PGSSLMODE": "require"},
             "postgresql://u:p@localhost/db",
         ),
-        ("postgresql://u:p@h1:5432,h2:5432/db", {}, "postgresql://u:p@h1:5432,h2:5432/db"),
+        # Several hosts: the connection lands on the writable one (a Patroni cluster) ...
+        (
+            "postgresql://u:p@h1:5432,h2:5432/db",
+            {},
+            "postgresql://u:p@h1:5432,h2:5432/db?target_session_attrs=read-write",
+        ),
+        (
+            "postgresql://fluxo:fluxo@localhost:5432,localhost:5433,localhost:5434/fluxo"
+            "?target_session_attrs=read-write",
+            {},
+            "postgresql://fluxo:fluxo@localhost:5432,localhost:5433,localhost:5434/fluxo"
+            "?target_session_attrs=read-write&sslmode=disable",
+        ),
+        # ... plain only when every one of them is on loopback ...
+        (
+            "postgresql://u:p@localhost:5432,db.internal:5432/db",
+            {},
+            "postgresql://u:p@localhost:5432,db.internal:5432/db?target_session_attrs=read-write",
+        ),
+        (
+            "postgresql://u:p@[::1]:5432,127.0.0.1/db",
+            {},
+            "postgresql://u:p@[::1]:5432,127.0.0.1/db?sslmode=disable"
+            "&target_session_attrs=read-write",
+        ),
+        # ... and the attribute the URL or PGTARGETSESSIONATTRS names is kept.
+        (
+            "postgresql://u:p@h1,h2/db?target_session_attrs=primary",
+            {},
+            "postgresql://u:p@h1,h2/db?target_session_attrs=primary",
+        ),
+        (
+            "postgresql://u:p@h1,h2/db",
+            {"PGTARGETSESSIONATTRS": "any"},
+            "postgresql://u:p@h1,h2/db",
+        ),
     ],
 )
 def test_the_database_is_reached_in_plain_on_loopback_unless_tls_is_asked_for(
     url: str, environ: dict[str, str], expected: str
 ) -> None:
     assert database_url(url, environ) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts"),
+    [
+        ("postgresql://u:p@localhost:5432/db", [("localhost", 5432)]),
+        ("postgresql://u:p@db.internal/db", [("db.internal", None)]),
+        (
+            "postgresql://fluxo:fluxo@localhost:5432,localhost:5433,localhost:5434/fluxo"
+            "?target_session_attrs=read-write",
+            [("localhost", 5432), ("localhost", 5433), ("localhost", 5434)],
+        ),
+        (
+            "postgresql://u:p@[::1]:5433,[fe80::1],h3/db",
+            [("::1", 5433), ("fe80::1", None), ("h3", None)],
+        ),
+        ("postgresql://u:p%40x@h1:5432,h2/db", [("h1", 5432), ("h2", None)]),
+        ("postgresql:///db?host=/run/postgresql", []),
+    ],
+)
+def test_every_host_of_a_database_url_is_read(
+    url: str, hosts: list[tuple[str, int | None]]
+) -> None:
+    assert database_hosts(url) == hosts
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u:p@h1:5432,h2:54x2/db", r"^DATABASE_URL's port must be from 1 to 65535"),
+        ("postgresql://u:p@h1:70000/db", r"^DATABASE_URL's port must be from 1 to 65535"),
+        ("postgresql://u:p@[::1/db", r"^DATABASE_URL is not a URL"),
+        (
+            "postgresql://u:p@h1,h2/db?target_session_attrs=read-only",
+            r"^DATABASE_URL's target_session_attrs must be one of any, primary, read-write",
+        ),
+    ],
+)
+def test_a_wrong_database_url_is_named(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ApiConfig.from_env({**REQUIRED, "DATABASE_URL": url})
 
 
 def test_an_unknown_sslmode_is_named() -> None:
