@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 .PHONY: help prereqs install lock up down logs psql read-topic test test-fast test-tools \
-  test-system compose-up compose-down lint docs bench clean
+  test-system compose-up compose-down lint docs bench bench-peer clean
 
 # PYTHON: the interpreter of the virtualenv (a command, a path, or a version such as 3.13);
 # empty picks one (scripts/python.sh). VENV: where it lives; one per interpreter, e.g.
@@ -142,6 +142,11 @@ BENCH_ARGS ?=
 
 bench: up  ## benchmark the system as `make up` runs it (bench/README.md)
 	$(CLUSTER_URL) $(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# Needs no `make up` and leaves it alone: a broker, a PostgreSQL server, Connect and the
+# services of its own, on ports of their own (bench/peer/run.py), stopped at the end.
+bench-peer: prereqs install  ## fluxo-dados against Kafka Connect + Debezium (docs/performance.md)
+	$(VENV)/bin/python -m bench --peer $(BENCH_ARGS)
 
 clean: down  ## stop everything and delete .run/ (Kafka data included; .cache/ is kept)
 	rm -rf .run

@@ -23,7 +23,8 @@ import orjson
 
 from services.common.kafka import create_producer
 
-from . import scaling, stages
+from . import dead_letters, scaling, stages
+from .peer import run as peer_run
 from .pipeline import Pipeline
 from .procs import SERVICES, BenchError, load_average, machine, service_pids
 from .profile import Profiler, py_spy
@@ -48,6 +49,10 @@ class Options:
     scaling: bool = False
     repeat: int = 1
     record: bool = False
+    dead_letters: int | None = None
+    peer: bool = False
+    ids: int = 0
+    partitions: int = 6
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -60,8 +65,8 @@ def parse_args(argv: list[str]) -> Options:
     )
     parser.add_argument(
         "--rates",
-        default="100,1000",
-        help="fixed rates in records/s, comma-separated; empty for none (default 100,1000)",
+        help="fixed rates in records/s, comma-separated; empty for none (default 100,1000; "
+        "with --peer, 1000)",
     )
     parser.add_argument(
         "--rate-seconds", type=float, default=15.0, help="seconds at each rate (default 15)"
@@ -84,6 +89,26 @@ def parse_args(argv: list[str]) -> Options:
         help="instead: throughput with 1, 2, 3 schedulers and 1, 2, 3 relays (bench/scaling.py)",
     )
     parser.add_argument(
+        "--dead-letters",
+        type=int,
+        metavar="N",
+        help="instead: N more dead letters, then the latency of the dead-letter list over "
+        "HTTP and the index's memory (bench/dead_letters.py)",
+    )
+    parser.add_argument(
+        "--peer",
+        action="store_true",
+        help="instead: fluxo-dados against Kafka Connect + Debezium, a backlog of --records "
+        "(default 200000) over --ids ids each, on a broker and a PostgreSQL of its own "
+        "(bench/peer/)",
+    )
+    parser.add_argument(
+        "--ids", type=int, help="with --peer: distinct ids among the records (default half)"
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=6, help="with --peer: partitions per topic (default 6)"
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -98,7 +123,13 @@ def parse_args(argv: list[str]) -> Options:
     )
     args = parser.parse_args(argv)
     if args.records is None:
-        args.records = 40_000 if args.scaling else 50_000
+        args.records = 40_000 if args.scaling else 200_000 if args.peer else 50_000
+    if args.rates is None:
+        args.rates = "1000" if args.peer else "100,1000"
+    if args.ids is None:
+        args.ids = max(1, args.records // 2)
+    if not 0 < args.ids <= args.records or args.partitions < 1:
+        parser.error("--ids must be in 1..--records, --partitions positive")
     try:
         rates = [float(rate) for rate in args.rates.split(",") if rate.strip()]
     except ValueError:
@@ -109,6 +140,8 @@ def parse_args(argv: list[str]) -> Options:
         parser.error("--backlog must be positive")
     if args.repeat < 1:
         parser.error("--repeat must be positive")
+    if args.dead_letters is not None and args.dead_letters < 1:
+        parser.error("--dead-letters must be positive")
     return Options(
         args.records,
         rates,
@@ -119,6 +152,10 @@ def parse_args(argv: list[str]) -> Options:
         args.scaling,
         args.repeat,
         args.record,
+        args.dead_letters,
+        args.peer,
+        args.ids,
+        args.partitions,
     )
 
 
@@ -237,6 +274,30 @@ def write(report: Report, mode: str, record: bool) -> str:
     return markdown
 
 
+def letters(count: int, record: bool) -> str:
+    """``--dead-letters``: its table, also written beside the other modes' results."""
+    scheduler = service_pids()["scheduler"]
+    markdown = asyncio.run(dead_letters.run_dead_letters(Settings.load(), count, scheduler))
+    folder = RESULTS_DIR if record else OUTPUT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{datetime.now(UTC).date()}-dead-letters.md"
+    path.write_text(markdown + "\n", encoding="utf-8")
+    log.info("results in %s", path)
+    return markdown
+
+
+def peer_options(options: Options) -> peer_run.Options:
+    return peer_run.Options(
+        records=options.records,
+        ids=options.ids,
+        partitions=options.partitions,
+        rates=options.rates,
+        rate_seconds=options.rate_seconds,
+        repeat=options.repeat,
+        record=options.record,
+    )
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
@@ -245,9 +306,15 @@ def main() -> None:
     options = parse_args(sys.argv[1:])
     command = shlex.join(["python", "-m", "bench", *sys.argv[1:]])
     try:
+        if options.peer:
+            print(peer_run.main(peer_options(options), command))
+            return
         if options.scaling:
             events = options.records * 5 // 2
             print(scaling.main([1, 2, 3], options.records, events, options.record))
+            return
+        if options.dead_letters:
+            print(letters(options.dead_letters, options.record))
             return
         report = asyncio.run(run(options, command))
     except BenchError as error:

@@ -19,6 +19,7 @@ from itertools import islice
 import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from services.common import jsoncodec
 from services.common.kafka import Outgoing, client_settings, create_producer, send_batches
@@ -66,28 +67,25 @@ class Arrivals:
             self.done.set()
 
 
-class ArrivalWatcher:
-    """Reads ``produtos-persistidos`` from before the run's first record, without a group."""
+class TopicFollower:
+    """Reads every partition of a topic without a group, in a task, handing each record to
+    ``_take`` with the time it arrived."""
 
-    def __init__(self, settings: Settings, run_id: str) -> None:
-        self._topic = settings.kafka.topic_persistidos
-        self._prefix = id_prefix(run_id).encode()
-        self._consumer = AIOKafkaConsumer(
-            **client_settings(settings.kafka),
-            group_id=None,
-            enable_auto_commit=False,
-        )
-        self._phases: list[Arrivals] = []
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str) -> None:
+        self._consumer = consumer
+        self._topic = topic
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, producer: AIOKafkaProducer) -> None:
-        partitions = sorted(await producer.partitions_for(self._topic))
+    async def _follow(self, partitions: Iterable[int], *, from_end: bool) -> None:
         await self._consumer.start()
-        tps = [TopicPartition(self._topic, p) for p in partitions]
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
-        for tp, offset in (await self._consumer.end_offsets(tps)).items():
-            self._consumer.seek(tp, offset)
-        self._task = asyncio.create_task(self._run(), name="arrival-watcher")
+        if from_end:
+            for tp, offset in (await self._consumer.end_offsets(tps)).items():
+                self._consumer.seek(tp, offset)
+        else:
+            await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run(), name=f"following {self._topic}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -95,21 +93,48 @@ class ArrivalWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
 
-    def expect(self, first: int, count: int) -> Arrivals:
-        arrivals = Arrivals(first, first + count, {}, done=asyncio.Event())
-        self._phases.append(arrivals)
-        return arrivals
-
     async def _run(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=100)
             now = time.time()  # before parsing: the records arrived by now
             for batch in batches.values():
                 for record in batch:
-                    key = record.key
-                    if key is None or not key.startswith(self._prefix) or record.value is None:
-                        continue  # another client's product
-                    self._arrived(int(key[len(self._prefix) :]), record.value, now)
+                    self._take(record.key, record.value, now)
+            if batches:
+                self._fetched()
+
+    def _take(self, key: bytes | None, value: bytes | None, now: float) -> None:
+        raise NotImplementedError
+
+    def _fetched(self) -> None:
+        """After each fetch that brought records."""
+
+
+class ArrivalWatcher(TopicFollower):
+    """Reads ``produtos-persistidos`` from before the run's first record, without a group."""
+
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        consumer = AIOKafkaConsumer(
+            **client_settings(settings.kafka),
+            group_id=None,
+            enable_auto_commit=False,
+        )
+        super().__init__(consumer, settings.kafka.topic_persistidos)
+        self._prefix = id_prefix(run_id).encode()
+        self._phases: list[Arrivals] = []
+
+    async def start(self, producer: AIOKafkaProducer) -> None:
+        await self._follow(await producer.partitions_for(self._topic), from_end=True)
+
+    def expect(self, first: int, count: int) -> Arrivals:
+        arrivals = Arrivals(first, first + count, {}, done=asyncio.Event())
+        self._phases.append(arrivals)
+        return arrivals
+
+    def _take(self, key: bytes | None, value: bytes | None, now: float) -> None:
+        if key is None or not key.startswith(self._prefix) or value is None:
+            return  # another client's product
+        self._arrived(int(key[len(self._prefix) :]), value, now)
 
     def _arrived(self, number: int, value: bytes, now: float) -> None:
         for arrivals in self._phases:
@@ -166,9 +191,11 @@ async def produce_paced(
     items: Iterator[tuple[bytes, bytes]],
     count: int,
     rate: float,
-) -> tuple[float, float]:
+) -> tuple[float, float, list[RecordMetadata]]:
     """Send ``count`` records at ``rate`` per second: record i is sent once i / rate seconds
-    have passed, so a late wake-up catches up instead of lowering the rate."""
+    have passed, so a late wake-up catches up instead of lowering the rate. Returns the wall
+    time of the first send, the seconds to the last acknowledgement, and each record's
+    metadata (its timestamp) in the order sent."""
     first, started = time.time(), time.monotonic()
     deliveries = []
     sent = 0
@@ -178,8 +205,8 @@ async def produce_paced(
             deliveries.append(await producer.send(topic, value=value, key=key, headers=traced(key)))
         sent = due
         await asyncio.sleep(max(PACE_TICK, started + sent / rate - time.monotonic()))
-    await asyncio.gather(*deliveries)
-    return first, time.monotonic() - started
+    metadata = await asyncio.gather(*deliveries)
+    return first, time.monotonic() - started, metadata
 
 
 class Pipeline:
@@ -217,7 +244,7 @@ class Pipeline:
             if rate is None:
                 sent_at, produce_seconds = await produce_full_speed(self._producer, topic, items)
             else:
-                sent_at, produce_seconds = await produce_paced(
+                sent_at, produce_seconds, _ = await produce_paced(
                     self._paced, topic, items, count, rate
                 )
             await wait_for(arrivals, name)

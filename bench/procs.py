@@ -7,7 +7,7 @@ import contextlib
 import os
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -62,8 +62,9 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
-def postgres_ticks() -> dict[int, int]:
-    """CPU ticks of every ``postgres`` process: the server and all its backends."""
+def postgres_ticks(server: int | None = None) -> dict[int, int]:
+    """CPU ticks of every ``postgres`` process: the server and all its backends; with
+    ``server`` (a postmaster's pid), of that server and its children only."""
     ticks: dict[int, int] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
@@ -75,7 +76,9 @@ def postgres_ticks() -> dict[int, int]:
         name, rest = stat.split("(", 1)[1].rsplit(")", 1)
         if name == "postgres":
             fields = rest.split()
-            ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+            pid = int(entry.name)
+            if server is None or server in (pid, int(fields[1])):  # fields[1]: the parent
+                ticks[pid] = int(fields[11]) + int(fields[12])
     return ticks
 
 
@@ -103,9 +106,18 @@ class Sampler:
     RSS is sampled because VmHWM is the peak since the process started, not in the phase.
     """
 
-    def __init__(self, pids: dict[str, int], interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        pids: dict[str, int],
+        interval: float = 0.1,
+        *,
+        memory: Iterable[str] = SERVICES,
+        postgres: int | None = None,
+    ) -> None:
         # The benchmark itself too: producer and consumer share the machine's two cores.
         self._pids = {**pids, "bench": os.getpid()}
+        self._memory = [name for name in memory if name in self._pids]  # RSS sampled
+        self._server = postgres  # a postmaster: only its processes count as postgres
         self._interval = interval
         self._peak_kib: dict[str, int] = dict.fromkeys(self._pids, 0)
         self._task: asyncio.Task[None] | None = None
@@ -121,7 +133,7 @@ class Sampler:
         self._started = time.monotonic()
         self._ticks = {name: cpu_ticks(pid) for name, pid in self._pids.items()}
         self._hwm_kib = {name: status_kib(pid, "VmHWM") or 0 for name, pid in self._pids.items()}
-        self._postgres = postgres_ticks()
+        self._postgres = postgres_ticks(self._server)
         self._machine = machine_ticks()
         self._sample()
         self._task = asyncio.create_task(self._run(), name="rss-sampler")
@@ -144,7 +156,7 @@ class Sampler:
             return Usage(_mb(peak), _mb(hwm), round(100 * cpu / seconds, 1), round(cpu, 2))
 
         for name, pid in self._pids.items():
-            memory = name in SERVICES
+            memory = name in self._memory
             hwm = status_kib(pid, "VmHWM") or 0
             # A spike shorter than the sampling interval still raises the high-water mark:
             # if it rose during the phase, the phase's peak is at least the new mark.
@@ -152,7 +164,7 @@ class Sampler:
             ticks = cpu_ticks(pid) - self._ticks[name]
             self.usage[name] = usage(ticks, peak, hwm) if memory else usage(ticks)
         # A backend that ended during the phase takes its ticks with it: a lower bound.
-        self.usage["postgres"] = usage(cpu_spent(self._postgres, postgres_ticks()))
+        self.usage["postgres"] = usage(cpu_spent(self._postgres, postgres_ticks(self._server)))
         busy, total = machine_ticks()
         busy_delta, total_delta = busy - self._machine[0], total - self._machine[1]
         self.machine_cpu_percent = round(100.0 * busy_delta / max(total_delta, 1), 1)
@@ -163,10 +175,9 @@ class Sampler:
             self._sample()
 
     def _sample(self) -> None:
-        for name in SERVICES:
-            if name in self._pids:
-                rss = status_kib(self._pids[name], "VmRSS") or 0
-                self._peak_kib[name] = max(self._peak_kib[name], rss)
+        for name in self._memory:
+            rss = status_kib(self._pids[name], "VmRSS") or 0
+            self._peak_kib[name] = max(self._peak_kib[name], rss)
 
 
 def _mb(kib: int | None) -> float | None:

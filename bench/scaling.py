@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -102,11 +103,12 @@ class Service:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    log_dir: Path = LOG_DIR
 
     def start(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         port_name = "API_PORT" if self.module == "api" else "SCHEDULER_PORT"
-        with (LOG_DIR / f"{self.label}.log").open("ab") as log_file:
+        with (self.log_dir / f"{self.label}.log").open("ab") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.module}"],
                 cwd=ROOT,
@@ -125,7 +127,7 @@ class Service:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.label} exited; see {LOG_DIR}/{self.label}.log")
+                raise RuntimeError(f"{self.label} exited; see {self.log_dir}/{self.label}.log")
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with http.get(self.url + "/ready") as response:
                     if response.status == 200:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,8 +48,9 @@ class Settings:
         return f"http://localhost:{self.scheduler.port}"
 
     @classmethod
-    def load(cls) -> Settings:
-        env = local_environ(ROOT)
+    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The project's settings (``.env``, the environment), or those of ``env``."""
+        env = local_environ(ROOT) if env is None else env
         api = ApiConfig.from_env(env)
         scheduler = SchedulerConfig.from_env(env)
         # The settings that shape the figures, as the services read them (defaults included).

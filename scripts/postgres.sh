@@ -17,6 +17,8 @@
 # user, as Debian's clusters do), .run/postgres-cluster otherwise; apart from the single
 # node's, so that switching modes loses neither. `destroy` stops the cluster and deletes it.
 # The count chosen is kept in .run/postgres-nodes (postgres_nodes in lib.sh).
+# POSTGRES_WAL_LEVEL=logical (for the benchmark's Debezium peer, bench/peer/) sets the single
+# node's wal_level when it starts and gives the role REPLICATION.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,6 +39,7 @@ for name, value in [("DB_USER", unquote(u.username or "")), ("DB_PASS", unquote(
 PY
 )"
 MAX_CONNECTIONS=200   # the tests open pools against several throw-away databases
+WAL_LEVEL="${POSTGRES_WAL_LEVEL:-}"
 
 install() { "$ROOT/scripts/prereqs.sh" postgresql; }
 
@@ -79,7 +82,11 @@ start() {
     # Someone else started it (or a pid file is left from an earlier run): not ours to stop.
     alive postgres postgres || rm -f "$RUN/postgres.pid"
     echo "postgres: cluster $VER/$NAME already running on port $DB_PORT"
+    if [[ -n $WAL_LEVEL ]] && [[ $(as_postgres psql -X -A -t -p "$DB_PORT" -d postgres -c 'SHOW wal_level') != "$WAL_LEVEL" ]]; then
+      echo "postgres: cluster $VER/$NAME runs without wal_level=$WAL_LEVEL; stop it first" >&2; exit 1
+    fi
   else
+    if [[ -n $WAL_LEVEL ]]; then $SUDO pg_conftool "$VER" "$NAME" set wal_level "$WAL_LEVEL"; fi
     # Raise max_connections while it is down anyway: no restart of anybody's server needed.
     if (($(pg_conftool -s "$VER" "$NAME" show max_connections 2>/dev/null || echo 0) < MAX_CONNECTIONS)); then
       $SUDO pg_conftool "$VER" "$NAME" set max_connections "$MAX_CONNECTIONS"
@@ -100,6 +107,10 @@ start() {
   done
 
   ensure_role_and_database as_postgres psql -p "$DB_PORT" -d postgres
+  if [[ $WAL_LEVEL == logical ]]; then
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$DB_PORT" -d postgres -v user="$DB_USER" \
+      <<<'ALTER ROLE :"user" WITH REPLICATION;'
+  fi
 
   # Connect exactly as the services will: TCP and the URL's password (no trust/peer).
   if ! psql "$DATABASE_URL" -X -q -t -c 'select 1' >/dev/null; then

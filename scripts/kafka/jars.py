@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The Kafka broker's runtime jars, from a committed list with SHA-256 sums (no Maven needed).
 
-  jars.py fetch DEST     download every jar of jars.txt into DEST and check its SHA-256
+  jars.py fetch DEST [LIST]
+                         download every artifact of LIST (jars.txt by default) into DEST
+                         and check its SHA-256
   jars.py lock           rewrite jars.txt from Maven's resolution of pom.xml (maintainers;
                          needs mvn; run it after changing a version in pom.xml)
 
@@ -34,23 +36,32 @@ HEADER = """\
 """
 
 
-def parse(text: str, source: Path = LIST) -> list[tuple[str, str, str, str]]:
-    """(group, artifact, version, sha256) for each non-comment line."""
+def parse(text: str, source: Path = LIST) -> list[tuple[str, str, str, str, str]]:
+    """(group, artifact, version, sha256, file name) for each non-comment line.
+
+    A line names a jar (``group:artifact:version sha256``) or another artifact with its
+    classifier and type (``group:artifact:version:classifier:type sha256``, such as a
+    connector's ``plugin`` ``tar.gz``).
+    """
     entries = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        match = re.fullmatch(r"([\w.-]+):([\w.-]+):([\w.+-]+)\s+([0-9a-f]{64})", line)
+        match = re.fullmatch(
+            r"([\w.-]+):([\w.-]+):([\w.+-]+)(?::([\w.-]+):([\w.]+))?\s+([0-9a-f]{64})", line
+        )
         if not match:
             raise SystemExit(f"{source}:{number}: expected 'group:artifact:version sha256'")
-        group, artifact, version, sha256 = match.groups()
-        entries.append((group, artifact, version, sha256))
+        group, artifact, version, classifier, kind, sha256 = match.groups()
+        suffix = f"-{classifier}.{kind}" if classifier else ".jar"
+        entries.append((group, artifact, version, sha256, f"{artifact}-{version}{suffix}"))
     return entries
 
 
-def repository_path(group: str, artifact: str, version: str) -> str:
-    return f"{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.jar"
+def repository_path(group: str, artifact: str, version: str, name: str = "") -> str:
+    name = name or f"{artifact}-{version}.jar"
+    return f"{group.replace('.', '/')}/{artifact}/{version}/{name}"
 
 
 def read_jar(path: str) -> bytes:
@@ -66,9 +77,9 @@ def read_jar(path: str) -> bytes:
 def fetch(dest: Path, listing: Path = LIST) -> None:
     entries = parse(listing.read_text(encoding="utf-8"), listing)
     dest.mkdir(parents=True, exist_ok=True)
-    for group, artifact, version, sha256 in entries:
-        path = repository_path(group, artifact, version)
-        target = dest / f"{artifact}-{version}.jar"
+    for group, artifact, version, sha256, name in entries:
+        path = repository_path(group, artifact, version, name)
+        target = dest / name
         try:
             data = read_jar(path)
         except OSError as exc:
@@ -77,7 +88,7 @@ def fetch(dest: Path, listing: Path = LIST) -> None:
         if actual != sha256:
             raise SystemExit(f"kafka: {path} has SHA-256 {actual}, {listing.name} says {sha256}")
         target.write_bytes(data)
-    print(f"kafka: {len(entries)} jars checked against {listing.name}")
+    print(f"kafka: {len(entries)} artifacts checked against {listing.name}")
 
 
 def lock() -> None:
@@ -105,8 +116,8 @@ def lock() -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["fetch"] and len(argv) == 2:
-        fetch(Path(argv[1]))
+    if argv[:1] == ["fetch"] and len(argv) in (2, 3):
+        fetch(Path(argv[1]), *(Path(arg) for arg in argv[2:]))
     elif argv == ["lock"]:
         lock()
     else:
