@@ -6,6 +6,7 @@ The schemas know nothing of HTTP or Kafka; both services validate with them.
 from __future__ import annotations
 
 import decimal
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any, TypedDict, cast
@@ -72,11 +73,23 @@ def parse_timestamp(value: Any) -> datetime:
 
     Raises ``ValueError`` saying what is wrong. One parser for every timestamp a client sends.
     """
-    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
-        raise ValueError(
-            "Not an ISO 8601 timestamp of the years 1970 to 2099 such as "
-            "2024-06-12T12:00:00.000Z (a Z or an offset, at most milliseconds)."
-        )
+    if not isinstance(value, str):
+        raise ValueError(_NOT_A_TIMESTAMP)
+    return _timestamp_of(value)
+
+
+_NOT_A_TIMESTAMP = (
+    "Not an ISO 8601 timestamp of the years 1970 to 2099 such as "
+    "2024-06-12T12:00:00.000Z (a Z or an offset, at most milliseconds)."
+)
+
+
+# The records of a batch mostly share their timestamps (what a producer sent in one
+# millisecond): each text is checked and parsed once. A text refused raises, and is not kept.
+@functools.lru_cache(maxsize=4096)
+def _timestamp_of(value: str) -> datetime:
+    if not _TIMESTAMP.fullmatch(value):
+        raise ValueError(_NOT_A_TIMESTAMP)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
