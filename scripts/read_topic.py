@@ -28,6 +28,7 @@ async def read(topic: str, idle: float) -> int:
         **client_settings(KafkaConfig.from_env(Env(os.environ))),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        isolation_level="read_committed",  # a re-drive aborted by its fencing never happened
     )
     await consumer.start()
     try:

@@ -206,6 +206,7 @@ class TopicReader:
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
             max_partition_fetch_bytes=2 * 1024 * 1024,  # room for 1 MB records
+            isolation_level="read_committed",  # as the scheduler reads: re-drives are
         )
 
     async def __aenter__(self) -> TopicReader:

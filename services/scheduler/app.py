@@ -132,7 +132,9 @@ async def redrives_ctx(app: web.Application) -> AsyncIterator[None]:
     state = RedriveLog(config.kafka, config.retry, producer)
     index = DeadLetterIndex(config.kafka, config.retry, producer, state)
     app[DEAD_LETTER_INDEX] = index
-    app[REDRIVER] = Redriver(config.kafka, producer, state, index, app[METRICS])
+    app[REDRIVER] = Redriver(
+        config.kafka, producer, state, index, app[METRICS], config.redrive_claim_seconds
+    )
     app[REDRIVE_JOBS] = RedriveJobs(app[REDRIVER], index, app[API])
 
     async def run() -> None:

@@ -225,6 +225,12 @@ REDRIVE_STATE: dict[str, Any] = {
         "attempt": {"type": "integer", "minimum": 1},
         "claim": {"type": "string", "description": "A claim's random id."},
         "at": {"type": "string", "format": "date-time"},
+        "expires": {
+            "type": "string",
+            "format": "date-time",
+            "description": "Until when a claim holds its attempt; a claim written later "
+            "takes the attempt over.",
+        },
         "corrected": {"type": "boolean"},
         "token": {
             "type": "string",
@@ -413,8 +419,9 @@ def document(config: SchedulerConfig) -> dict[str, Any]:
                 "deadLetterRedrives",
                 "redriveState",
                 "A scheduler claims a re-drive, then records its outcome",
-                "Read back by every scheduler (without a consumer group) to decide which "
-                "claim won and to show each dead letter's re-drives.",
+                "Read back by every scheduler (without a consumer group, read_committed) to "
+                "decide which claim holds an attempt and to show each dead letter's re-drives. "
+                "An outcome is committed in one transaction with its re-driven record.",
             ),
         },
         "components": {

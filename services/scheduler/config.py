@@ -51,6 +51,9 @@ class SchedulerConfig:
     # Seconds a record's timestamp may be ahead of this server's clock; a record stamped
     # further ahead is dead-lettered (stage validate).
     future_timestamp_tolerance: float = FUTURE_TIMESTAMP_TOLERANCE
+    # A re-drive's claim on a dead letter's attempt is held this long: a claimer that dies
+    # before producing frees the attempt after it (docs/dead-letters.md).
+    redrive_claim_seconds: float = 30.0
 
     @property
     def api_urls(self) -> tuple[str, ...]:
@@ -83,6 +86,9 @@ class SchedulerConfig:
             ),
             stall_timeout=env.number("SCHEDULER_STALL_TIMEOUT", cls.stall_timeout, minimum=1),
             future_timestamp_tolerance=future_timestamp_tolerance(env),
+            redrive_claim_seconds=env.number(
+                "SCHEDULER_REDRIVE_CLAIM_SECONDS", cls.redrive_claim_seconds, minimum=1
+            ),
         )
 
 

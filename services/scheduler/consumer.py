@@ -150,6 +150,7 @@ class ProductConsumer:
         # Offsets of acknowledged batches not committed yet (see commit_interval).
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
+        self._committed: dict[TopicPartition, int] = {}  # the last this instance committed
         self._operator_paused = False
         self._failing = 0  # deliveries currently retrying; fetching is paused while > 0
         self._replays: asyncio.Queue[tuple[Replay, asyncio.Future[dict[str, int]]]] = (
@@ -232,6 +233,9 @@ class ProductConsumer:
                     )
                 if batches or delivered or self._operator_paused or self._failing:
                     watchdog.progress()
+                elif not self._in_flight and not self._uncommitted:
+                    async with self._commit_lock:
+                        await self._commit_past_markers(consumer)
                 await self._check(consumer, watchdog)
             async with self._commit_lock:
                 await self._commit_done(consumer, wait=True, everything=True)
@@ -323,6 +327,9 @@ class ProductConsumer:
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
             fetch_min_bytes=self._config.fetch_min_bytes,
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            # A re-drive's record is committed with its outcome, or never (its claimer was
+            # fenced by another that took the attempt over).
+            isolation_level="read_committed",
         )
         consumer.subscribe([kafka.topic_cadastro], listener=_Rebalance(self))
         try:
@@ -529,6 +536,20 @@ class ProductConsumer:
         except CommitFailedError as exc:
             # The group rebalanced meanwhile: the next owner will process these again.
             log.warning("commit after a rebalance failed: %s", exc)
+        else:
+            self._committed.update((tp, meta.offset) for tp, meta in to_commit.items())
+
+    async def _commit_past_markers(self, consumer: AIOKafkaConsumer) -> None:
+        """Idle, with everything handed on committed: commit the positions that moved past
+        transaction markers only (a re-drive's commit takes an offset of its own), so that
+        a caught-up partition shows no lag. A position is past only records handed on."""
+        ahead = {}
+        for tp in consumer.assignment():
+            committed = self._committed.get(tp)
+            if committed is not None and (position := await consumer.position(tp)) > committed:
+                ahead[tp] = position
+        if ahead:
+            await self._commit(consumer, ahead)
 
     # --- operator controls -----------------------------------------------------------
 
@@ -705,6 +726,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self._owner._committed = {}  # another owner may have committed since
         # The topic may have been deleted and created again meanwhile: its id is read again.
         self._owner._incarnations_stale = True
         if self._owner._operator_paused and self._owner._consumer is not None:

@@ -133,23 +133,31 @@ def outcome_key(source: Coordinates, attempt: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A claim on re-driving one entry's attempt, at its offset on the state topic."""
+    """A claim on re-driving one entry's attempt, at its offset on the state topic, written
+    at ``at`` and held until ``expires`` (ms since the epoch, by its writer's clock)."""
 
     offset: int
     claim: str
+    at: int = 0
+    expires: int = OFFSET_MAX  # a claim without a deadline is held for good
 
 
-def winner(claims: Iterable[Claim]) -> str | None:
-    """The claim that won an entry's attempt: the earliest written. Every claimer reads
-    its partition back past its own claim before it looks, so all of them see the same
-    earliest one (the broker orders a partition)."""
-    earliest = min(claims, key=lambda claim: claim.offset, default=None)
-    return earliest.claim if earliest else None
+def holder(claims: Iterable[Claim]) -> Claim | None:
+    """The claim that holds an entry's attempt: the earliest written, unless a later one
+    was written after it expired, which then holds it in its place (a takeover of a
+    claimer that never finished). Every claimer reads its partition back past its own
+    claim before it looks, and the broker orders a partition, so all see the same one."""
+    current: Claim | None = None
+    for claim in sorted(claims, key=lambda claim: claim.offset):
+        if current is None or claim.at >= current.expires:
+            current = claim
+    return current
 
 
 def won(mine: Claim, claims: Iterable[Claim]) -> bool:
-    """Whether ``mine`` is the earliest of the claims read up to and including it."""
-    return winner(claim for claim in claims if claim.offset <= mine.offset) == mine.claim
+    """Whether ``mine`` holds its attempt among the claims read up to and including it."""
+    current = holder(claim for claim in claims if claim.offset <= mine.offset)
+    return current is not None and current.claim == mine.claim
 
 
 def state_value(kind: str, source: Coordinates, attempt: int, **fields: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class TopicFollower:
         self._retry = retry_config
         self._producer = producer  # asked for the topic's partitions
         self._read_to: dict[int, int] = {}  # partition: next offset to read
+        self._consumer: AIOKafkaConsumer | None = None
         self._caught_up = asyncio.Event()
         self._progress = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -60,8 +61,12 @@ class TopicFollower:
             **client_settings(self._config),
             enable_auto_commit=False,
             max_partition_fetch_bytes=2 * 1024 * 1024,
+            # Re-drive outcomes are written in a transaction with their record: one aborted
+            # (its claimer fenced) never happened.
+            isolation_level="read_committed",
         )
         await consumer.start()
+        self._consumer = consumer
         try:
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
@@ -82,6 +87,7 @@ class TopicFollower:
                 self._progress.set()
                 self._progress.clear()
         finally:
+            self._consumer = None
             await consumer.stop()
 
     async def read_past(self, partition: int, offset: int, within: float) -> None:
@@ -89,4 +95,15 @@ class TopicFollower:
         ``within`` seconds)."""
         async with asyncio.timeout(within):
             while self._read_to.get(partition, 0) <= offset:
+                await self._progress.wait()
+
+    async def read_to_end(self, partition: int, within: float) -> None:
+        """Wait until ``partition`` has been read up to its end as of now: everything
+        committed to it before this call (``TimeoutError`` after ``within`` seconds)."""
+        async with asyncio.timeout(within):
+            while (consumer := self._consumer) is None:
+                await self._progress.wait()
+            tp = TopicPartition(self.topic, partition)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while self._read_to.get(partition, 0) < end:
                 await self._progress.wait()

@@ -3,8 +3,15 @@
 A Kafka transaction is no compare-and-set: two schedulers could both read "not re-driven
 yet". So a re-drive first writes a claim to the compacted state topic, in the partition of
 its entry, and reads that partition back past its own claim; the earliest claim of the
-entry's attempt wins and only its writer produces, then records the outcome (when, as it
-was or corrected, a digest of the token, the new offset) in the same partition.
+entry's attempt holds it (for ``SCHEDULER_REDRIVE_CLAIM_SECONDS``) and only its writer
+produces.
+
+It produces the record and its outcome (when, as it was or corrected, a digest of the token,
+the new offset) in one Kafka transaction whose id is the entry's attempt. A claim written
+after the holder's expired takes the attempt over: its producer, of the same transactional
+id, fences the earlier one, which can then commit nothing; it reads the state partition to
+its end and produces only when no outcome was committed before. Exactly once per attempt
+holds whoever dies or stalls where; the main consumer reads committed records only.
 
 These are clients of their own (a producer, a reader of the state topic, a reader of
 dead-letter positions), apart from the main consumer and its group.
@@ -17,17 +24,25 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from marshmallow import ValidationError
 
 from ..common import jsoncodec
 from ..common.config import KafkaConfig, RetryConfig
 from ..common.contracts import check_manual, field_errors
 from ..common.errors import ApiError, Unavailable
-from ..common.kafka import ManagedProducer, Outgoing, client_settings, partition_for
+from ..common.kafka import (
+    OFFSET_MAX,
+    ManagedProducer,
+    Outgoing,
+    client_settings,
+    create_producer,
+    partition_for,
+)
 from ..common.metrics import SchedulerMetrics
 from ..common.transform import format_timestamp
 from .dead_letters import (
@@ -36,6 +51,7 @@ from .dead_letters import (
     NotADeadLetter,
     claim_key,
     entry_key,
+    holder,
     outcome_key,
     read_dead_letter,
     redrive_headers,
@@ -55,6 +71,9 @@ log = logging.getLogger(__name__)
 READ_BACK_WAIT = 10.0
 # Longest wait for one dead-letter record fetched by its position.
 FETCH_WAIT = 5.0
+# A re-drive's transaction left open by a dead scheduler is aborted by the broker after
+# this long; until then, consumers reading committed records wait at its partition.
+TRANSACTION_TIMEOUT_MS = 10_000
 
 
 class RedriveLog(TopicFollower):
@@ -87,9 +106,27 @@ class RedriveLog(TopicFollower):
             )
             return
         if kind == "claim":
-            self.claims.setdefault(key, []).append(Claim(record.offset, str(state["claim"])))
+            self.claims.setdefault(key, []).append(
+                Claim(
+                    record.offset,
+                    str(state["claim"]),
+                    at=epoch_ms(state.get("at")) or 0,
+                    expires=epoch_ms(state.get("expires")) or OFFSET_MAX,
+                )
+            )
         elif kind == "outcome":
             self.histories.setdefault(key[0], {})[key[1]] = state
+
+    def outcome(self, source: Coordinates, attempt: int) -> dict[str, Any] | None:
+        return self.histories.get(str(source), {}).get(attempt)
+
+
+def epoch_ms(text: Any) -> int | None:
+    """Milliseconds since the epoch of a timestamp written by ``format_timestamp``."""
+    try:
+        return round(datetime.fromisoformat(str(text)).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -110,8 +147,10 @@ class Redriver:
         state: RedriveLog,
         index: DeadLetterIndex,
         metrics: SchedulerMetrics,
+        claim_seconds: float = 30.0,
     ) -> None:
         self._config = config
+        self._claim_seconds = claim_seconds
         self._producer = producer
         self._state = state
         self._index = index
@@ -191,37 +230,8 @@ class Redriver:
         entry = self._index.entries.get(dead.source)
         attempt = max(dead.attempt, entry.attempt if entry else 0) + 1
         if not await self._claim(dead.source, attempt, request.corrected, token):
-            self._metrics.redrives.labels("already").inc()
-            raise ApiError(
-                409,
-                f"Attempt {attempt} of {dead.source} was re-driven by another request.",
-                code="already",
-                fields={"history": self._state.history(dead.source)},
-            )
-        [sent] = await self._producer.send(
-            [
-                Outgoing(
-                    self._config.topic_cadastro,
-                    value=value,
-                    key=key,
-                    headers=redrive_headers(dead, attempt, request.corrected),
-                    timestamp_ms=dead.timestamp,
-                )
-            ]
-        )
-        outcome = state_value(
-            "outcome",
-            dead.source,
-            attempt,
-            at=format_timestamp(datetime.now(UTC)),
-            corrected=request.corrected,
-            token=token_digest(token),
-            position=str(dead.position),
-            topic=sent.topic,
-            partition=sent.partition,
-            offset=sent.offset,
-        )
-        await self._state_send(outcome_key(dead.source, attempt), dead.source, outcome)
+            raise self._already(dead.source, attempt)
+        sent = await self._produce(dead, attempt, request.corrected, token, value, key)
         self._metrics.redrives.labels("produced").inc()
         log.info(
             "re-drove %s (attempt %d, corrected=%s) to %s[%d]@%d",
@@ -241,17 +251,98 @@ class Redriver:
             "offset": sent.offset,
         }
 
+    def _already(self, source: Coordinates, attempt: int) -> ApiError:
+        """409: the attempt was re-driven, or is being re-driven, by another request."""
+        self._metrics.redrives.labels("already").inc()
+        message = f"Attempt {attempt} of {source} was re-driven by another request."
+        claim = holder(self._state.claims.get((str(source), attempt), []))
+        if self._state.outcome(source, attempt) is None and claim is not None:
+            until = format_timestamp(datetime.fromtimestamp(claim.expires / 1000, UTC))
+            message = (
+                f"Attempt {attempt} of {source} is being re-driven by another request; "
+                f"if it never completes, it may be re-driven again after {until}."
+            )
+        return ApiError(
+            409, message, code="already", fields={"history": self._state.history(source)}
+        )
+
+    async def _produce(
+        self,
+        dead: DeadLetter,
+        attempt: int,
+        corrected: bool,
+        token: str,
+        value: bytes,
+        key: bytes | None,
+    ) -> Any:
+        """Produce the record and its outcome in one transaction of the attempt's own
+        transactional id; its metadata. Starting the producer fences any earlier claimer
+        of the attempt; then an outcome committed before means it was done: 409."""
+        state_topic = self._config.topic_dlq_redrives
+        partition = await self._state_partition(dead.source)
+        producer = create_producer(
+            self._config,
+            transactional_id=f"fluxo-redrive/{state_topic}/{dead.source}#{attempt}",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        )
+        try:
+            await producer.start()
+            await self._state.read_to_end(partition, READ_BACK_WAIT)
+            if self._state.outcome(dead.source, attempt) is not None:
+                raise self._already(dead.source, attempt)
+            async with producer.transaction():
+                sent = await producer.send_and_wait(
+                    self._config.topic_cadastro,
+                    value=value,
+                    key=key,
+                    headers=redrive_headers(dead, attempt, corrected),
+                    timestamp_ms=dead.timestamp,
+                )
+                outcome = state_value(
+                    "outcome",
+                    dead.source,
+                    attempt,
+                    at=format_timestamp(datetime.now(UTC)),
+                    corrected=corrected,
+                    token=token_digest(token),
+                    position=str(dead.position),
+                    topic=sent.topic,
+                    partition=sent.partition,
+                    offset=sent.offset,
+                )
+                await producer.send_and_wait(
+                    state_topic,
+                    value=jsoncodec.dumps(outcome),
+                    key=outcome_key(dead.source, attempt),
+                    partition=partition,
+                )
+            return sent
+        except (KafkaError, TimeoutError) as exc:
+            # Fenced by a request that took the attempt over, or Kafka failed: either way
+            # nothing of this transaction was committed.
+            raise Unavailable(
+                f"The re-drive of {dead.source} was not completed ({exc!r}); the attempt is "
+                "free again once its claim expires, and may be retried."
+            ) from None
+        finally:
+            await producer.stop()
+
     async def _claim(self, source: Coordinates, attempt: int, corrected: bool, token: str) -> bool:
-        """Write a claim on the entry's attempt and read it back: whether it won."""
-        if (str(source), attempt) in self._state.claims:
-            return False  # claimed already: no need to write a losing claim
+        """Write a claim on the entry's attempt and read it back: whether it holds it."""
+        current = holder(self._state.claims.get((str(source), attempt), []))
+        now = datetime.now(UTC)
+        if self._state.outcome(source, attempt) is not None or (
+            current is not None and now.timestamp() * 1000 < current.expires
+        ):
+            return False  # done, or held: no need to write a losing claim
         claim = uuid.uuid4().hex
         value = state_value(
             "claim",
             source,
             attempt,
             claim=claim,
-            at=format_timestamp(datetime.now(UTC)),
+            at=format_timestamp(now),
+            expires=format_timestamp(now + timedelta(seconds=self._claim_seconds)),
             corrected=corrected,
             token=token_digest(token),
         )
@@ -262,21 +353,25 @@ class Redriver:
             raise Unavailable(
                 "The re-drive state could not be read back; the re-drive may be retried."
             ) from None
-        mine = Claim(sent.offset, claim)
-        return won(mine, self._state.claims.get((str(source), attempt), []))
+        claims = self._state.claims.get((str(source), attempt), [])
+        return any(c.offset == sent.offset and won(c, claims) for c in claims)
 
-    async def _state_send(self, key: bytes, source: Coordinates, value: dict[str, Any]) -> Any:
-        """Write a state record into its entry's partition (every claim on an entry meets
-        the others there)."""
+    async def _state_partition(self, source: Coordinates) -> int:
+        """The entry's partition of the state topic: every claim on an entry meets the
+        others there, and its outcomes follow them."""
         topic = self._config.topic_dlq_redrives
         partitions = sorted(await self._producer.get().partitions_for(topic))
+        return partition_for(entry_key(source), partitions)
+
+    async def _state_send(self, key: bytes, source: Coordinates, value: dict[str, Any]) -> Any:
+        """Write a state record into its entry's partition."""
         [sent] = await self._producer.send(
             [
                 Outgoing(
-                    topic,
+                    self._config.topic_dlq_redrives,
                     value=jsoncodec.dumps(value),
                     key=key,
-                    partition=partition_for(entry_key(source), partitions),
+                    partition=await self._state_partition(source),
                 )
             ]
         )

@@ -5,21 +5,29 @@ attempt however many schedulers are asked at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from pytest_aiohttp import AiohttpClient
 
 from services.api.config import ApiConfig
+from services.common import jsoncodec
 from services.common.config import KafkaConfig
+from services.common.kafka import create_producer, partition_for
+from services.common.transform import format_timestamp
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.config import SchedulerConfig
 
 from ..helpers import (
     BOOTSTRAP,
+    Placed,
     TopicReader,
     auth,
     encode,
@@ -27,6 +35,7 @@ from ..helpers import (
     fetchval,
     manual_record,
     produce,
+    produce_placed,
     unique,
     wait_ready,
 )
@@ -207,3 +216,85 @@ async def test_a_redrive_older_than_the_products_row_leaves_the_row_as_it_is(
     assert await quantity() == 7
     metrics = await (await scheduler.get("/metrics")).text()
     assert 'fluxo_scheduler_redrives_total{outcome="stale"} 1.0' in metrics
+
+
+async def test_an_attempt_whose_claimer_stalled_mid_transaction_is_taken_over_once(
+    api: Client, scheduler: Client, kafka: KafkaConfig, api_config: ApiConfig
+) -> None:
+    product = unique("p")
+    await produce(
+        kafka.topic_cadastro, [(product.encode(), encode(manual_record(product, price=-1)))]
+    )
+    async with TopicReader(kafka.topic_dlq) as dlq:
+        [dead] = await dlq.read(1)
+    async with TopicReader(kafka.topic_cadastro) as source:
+        [original] = await source.read(1)
+    entry = f"{kafka.topic_cadastro}/{original.partition}/{original.offset}"
+    # Another scheduler claimed attempt 1 for five seconds, began its transaction, produced
+    # its record and stalled before committing.
+    stalled = create_producer(
+        kafka, transactional_id=f"fluxo-redrive/{kafka.topic_dlq_redrives}/{entry}#1"
+    )
+    await stalled.start()
+    now = datetime.now(UTC)
+    claim = {
+        "type": "claim",
+        "entry": entry,
+        "attempt": 1,
+        "claim": "stalled",
+        "at": format_timestamp(now),
+        "expires": format_timestamp(now + timedelta(seconds=5)),
+    }
+    partitions = sorted(await stalled.partitions_for(kafka.topic_dlq_redrives))
+    await produce_placed(
+        kafka.topic_dlq_redrives,
+        [
+            Placed(
+                f"{entry}#1#stalled".encode(),
+                jsoncodec.dumps(claim),
+                partition=partition_for(entry.encode(), partitions),
+            )
+        ],
+    )
+    await stalled.begin_transaction()
+    await stalled.send_and_wait(
+        kafka.topic_cadastro,
+        encode(manual_record(product, price=1)),
+        key=product.encode(),
+        headers=[("redrive-of", entry.encode()), ("redrive-attempt", b"1")],
+    )
+    path = f"/dead-letters/{dead.partition}/{dead.offset}/redrive"
+    body = {"value": manual_record(product, price=12.5)}
+
+    held = await scheduler.post(path, json=body, headers=auth())
+
+    assert held.status == 409, await held.text()
+    assert "may be re-driven again after" in (await held.json())["error"]["message"]
+
+    async def taken_over() -> dict[str, Any] | None:
+        response = await scheduler.post(path, json=body, headers=auth())
+        assert response.status in (200, 409), await response.text()
+        return await response.json() if response.status == 200 else None
+
+    answer = await eventually(taken_over, within=30, every=0.5, what="the expired claim taken over")
+    with pytest.raises(KafkaError):  # fenced: its record never counts
+        await stalled.commit_transaction()
+    with contextlib.suppress(KafkaError):
+        await stalled.stop()
+    assert answer["attempt"] == 1
+    async with TopicReader(kafka.topic_cadastro) as source:
+        records = await source.read(2)
+        await source.nothing_more(within=1)
+    [redriven] = redrives(records)
+    assert (redriven.partition, redriven.offset) == (answer["partition"], answer["offset"])
+    assert jsoncodec.loads(redriven.value)["price"] == 12.5
+
+    async def price() -> Any:
+        return await fetchval(
+            api_config.database_url, "SELECT price_amount FROM products WHERE id = $1", product
+        )
+
+    assert float(await eventually(price, within=30, what="the re-driven record persisted")) == 12.5
+    again = await scheduler.post(path, json=body, headers=auth())
+    assert again.status == 409
+    assert [h["attempt"] for h in (await again.json())["error"]["fields"]["history"]] == [1]

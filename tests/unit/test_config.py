@@ -123,6 +123,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
             "RETRY_MAX_DELAY": "1",
             "HTTP_MAX_CONNECTIONS": "50",
             "FUTURE_TIMESTAMP_TOLERANCE_SECONDS": "0.5",
+            "SCHEDULER_REDRIVE_CLAIM_SECONDS": "5",
         }
     )
 
@@ -142,6 +143,7 @@ def test_every_scheduler_setting_is_read_from_its_variable() -> None:
         fetch_min_bytes=1,
         stall_timeout=12.0,
         future_timestamp_tolerance=0.5,
+        redrive_claim_seconds=5.0,
     )
 
 

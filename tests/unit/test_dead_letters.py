@@ -10,10 +10,10 @@ from services.scheduler.dead_letters import (
     Claim,
     DeadLetter,
     NotADeadLetter,
+    holder,
     read_dead_letter,
     redrive_headers,
     token_digest,
-    winner,
     won,
 )
 from services.scheduler.records import (
@@ -121,7 +121,7 @@ def test_a_malformed_redrive_of_is_ignored_and_the_record_keeps_its_own_coordina
 def test_the_earliest_claim_wins_whatever_order_they_are_read_in() -> None:
     claims = [Claim(12, "b"), Claim(10, "a"), Claim(15, "c")]
 
-    assert winner(claims) == "a"
+    assert holder(claims) == Claim(10, "a")
     assert won(Claim(10, "a"), claims)
     assert not won(Claim(12, "b"), claims)
     assert not won(Claim(15, "c"), claims)
@@ -131,6 +131,23 @@ def test_a_claim_read_back_alone_wins_and_later_ones_do_not_change_that() -> Non
     assert won(Claim(10, "a"), [Claim(10, "a")])
     # Claims written after ours cannot beat it, read or not yet read.
     assert won(Claim(10, "a"), [Claim(10, "a"), Claim(9_999, "z")])
+
+
+def test_a_claim_written_after_the_holders_expired_takes_the_attempt_over() -> None:
+    stale = Claim(10, "a", at=1_000, expires=31_000)
+    early = Claim(11, "b", at=30_999, expires=60_999)  # while a still held it
+    taker = Claim(12, "c", at=31_000, expires=61_000)
+    late = Claim(13, "d", at=60_000, expires=90_000)  # while c holds it
+
+    claims = [late, taker, early, stale]
+    assert holder(claims) == taker
+    assert won(stale, [stale, early])  # a held it until c came
+    assert not won(early, claims)
+    assert won(taker, claims)
+    assert not won(late, claims)
+    # A claim without a deadline (written before claims had one) is held for good.
+    assert holder([Claim(10, "a"), Claim(11, "b", at=10**15)]) == Claim(10, "a")
+    assert holder([]) is None
 
 
 def test_the_token_is_recorded_as_a_short_digest_only() -> None:
