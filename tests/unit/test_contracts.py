@@ -334,12 +334,43 @@ def record_texts(draw: Any) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def exactly(product: Any) -> Any:
-    """A product with each Decimal as its digits and exponent, so 100.5 differs from 100.50."""
-    return {
-        name: (type(value), value.as_tuple() if isinstance(value, Decimal) else value)
-        for name, value in product.items()
-    }
+def exactly(value: Any) -> Any:
+    """A value with its types, dict keys in order, each Decimal as its digits and exponent
+    (100.5 differs from 100.50) and each datetime with its offset: what ``==`` alone would
+    not tell apart."""
+    if isinstance(value, dict):
+        return [(key, exactly(item)) for key, item in value.items()]
+    if isinstance(value, Decimal):
+        return (Decimal, value.as_tuple())
+    if isinstance(value, datetime):
+        return (datetime, value.isoformat())
+    return (type(value), value)
+
+
+def assert_same_verdict(
+    plain: Callable[[Any], Any], load: Callable[[Any], Any], check: Callable[[Any], Any], data: Any
+) -> None:
+    """A fast path (``plain``, None when it declines) accepts only what marshmallow
+    (``load``) accepts, with the same values, and ``check`` answers as marshmallow does:
+    the same values, or the same messages."""
+    fast = plain(data)
+    try:
+        expected = load(data)
+    except ValidationError as error:
+        assert fast is None, f"accepted what marshmallow refuses: {error.messages}"
+        assert errors(check, data) == error.messages
+        return
+    assert fast is None or exactly(fast) == exactly(expected)
+    assert exactly(check(data)) == exactly(expected)
+
+
+def refuse_marshmallow(monkeypatch: pytest.MonkeyPatch, loader: str) -> None:
+    """Make ``contracts.<loader>`` fail the test if it is called at all."""
+
+    def refuse(data: Any) -> Any:
+        raise AssertionError(f"marshmallow was asked about {data}")
+
+    monkeypatch.setattr(contracts, loader, refuse)
 
 
 @seed(20261130)
@@ -349,24 +380,13 @@ def test_the_scheduler_check_accepts_only_what_marshmallow_accepts_and_returns_t
     text: str,
 ) -> None:
     data = jsoncodec.loads_exact(text)
-    plain = contracts._plain_manual(data)
-    try:
-        expected = load_manual(data)
-    except ValidationError as error:
-        assert plain is None, f"accepted what marshmallow refuses: {error.messages}"
-        assert errors(check_manual, data) == error.messages
-        return
-    assert plain is None or exactly(plain) == exactly(expected)
-    assert exactly(check_manual(data)) == exactly(expected)
+    assert_same_verdict(contracts._plain_manual, load_manual, check_manual, data)
 
 
 def test_the_scheduler_check_takes_usual_records_without_marshmallow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def refuse(data: Any) -> Any:
-        raise AssertionError(f"marshmallow was asked about {data}")
-
-    monkeypatch.setattr(contracts, "load_manual", refuse)
+    refuse_marshmallow(monkeypatch, "load_manual")
     for price in ("100", "100.5", "1234.56", "0", "999999999999.99"):
         record = manual_record("12369", stockQuantity=0)
         text = jsoncodec.dumps(record).decode().replace('"price":100.0', f'"price":{price}')
@@ -546,18 +566,6 @@ def transformed_texts(draw: Any) -> str:
     return record("id", "name", "description", "pricing", "availability", "category")
 
 
-def exact_tree(value: Any) -> Any:
-    """A value with its types, dict keys in order, each Decimal as its digits and exponent
-    and each datetime with its offset: what ``==`` alone would not tell apart."""
-    if isinstance(value, dict):
-        return [(key, exact_tree(item)) for key, item in value.items()]
-    if isinstance(value, Decimal):
-        return (Decimal, value.as_tuple())
-    if isinstance(value, datetime):
-        return (datetime, value.isoformat())
-    return (type(value), value)
-
-
 @seed(20261204)
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(transformed_texts())
@@ -565,24 +573,13 @@ def test_the_api_check_accepts_only_what_marshmallow_accepts_and_returns_the_sam
     text: str,
 ) -> None:
     data = jsoncodec.loads_exact(text)
-    plain = contracts._plain_transformed(data)
-    try:
-        expected = load_transformed(data)
-    except ValidationError as error:
-        assert plain is None, f"accepted what marshmallow refuses: {error.messages}"
-        assert errors(check_transformed, data) == error.messages
-        return
-    assert plain is None or exact_tree(plain) == exact_tree(expected)
-    assert exact_tree(check_transformed(data)) == exact_tree(expected)
+    assert_same_verdict(contracts._plain_transformed, load_transformed, check_transformed, data)
 
 
 def test_the_api_check_takes_the_schedulers_records_without_marshmallow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def refuse(data: Any) -> Any:
-        raise AssertionError(f"marshmallow was asked about {data}")
-
-    monkeypatch.setattr(contracts, "load_transformed", refuse)
+    refuse_marshmallow(monkeypatch, "load_transformed")
     for amount in ("100", "100.5", "1234.56", "0", "999999999999.99"):
         for stamp in ("2024-06-12T12:00:00.000Z", "2024-06-12T09:00:00-03:00"):
             record = transformed_record("12369", stamp)
