@@ -20,7 +20,6 @@ DESCRIPTION_MAX = 4096
 # significant digits also survive a round trip through a JSON number (a double holds 15).
 PRICE_LIMIT = 10**12
 PRICE_MAX = decimal.Decimal("999999999999.99")
-CENT = decimal.Decimal("0.01")
 QUANTITY_MAX = 2**31 - 1
 
 # Each pattern below is written once and serves both as the check and, anchored with ^ and $,
@@ -363,8 +362,7 @@ def _plain_money(value: Any) -> decimal.Decimal | None:
         type(value) is decimal.Decimal
         and value.is_finite()
         and 0 <= value <= PRICE_MAX
-        # What _in_cents says of an amount in range, at a fifth of its cost (no as_tuple).
-        and value.quantize(CENT) == value
+        and _in_cents(value)
     ):
         return value
     return None
