@@ -24,10 +24,9 @@ from ..common.contracts import (
     ManualProductSchema,
     TransformedProduct,
     TransformedProductSchema,
+    check_transformed,
     field_errors,
     load_manual,
-    load_transformed,
-    load_transformed_all,
 )
 from ..common.docs import BODY_ERRORS, UNAUTHORIZED, UNAVAILABLE, error, json_body, query
 from ..common.errors import ApiError, Unavailable
@@ -203,7 +202,7 @@ async def persist(
 async def persist_one(request: web.Request) -> web.Response:
     tolerance = request.app[CONFIG].future_timestamp_tolerance
     try:
-        product = load_transformed(await read_json(request))
+        product = check_transformed(await read_json(request))
         refuse_ahead(product, datetime.now(UTC), tolerance)
     except ValidationError as error:
         raise invalid(error) from None
@@ -258,13 +257,10 @@ async def persist_batch(request: web.Request) -> web.Response:
     request_trace = trace_of(request)
     traces: dict[int, Trace] = {}  # the trace of each valid item, by its index
     pending: list[dict[str, Any]] = []  # the results of the valid items, in their order
-    products = load_products(items)
     now, tolerance = datetime.now(UTC), request.app[CONFIG].future_timestamp_tolerance
     for index, item in enumerate(items):
         try:
-            product, source = load_item(
-                item, products[index] if products else None, now=now, tolerance=tolerance
-            )
+            product, source = load_item(item, now=now, tolerance=tolerance)
         except ValidationError as error:
             results.append(
                 {
@@ -339,17 +335,6 @@ async def persist_batch_items(
     return results
 
 
-def load_products(items: list[Any]) -> list[TransformedProduct] | None:
-    """The products of a batch whose every product is valid (nearly every batch), validated
-    in one call; None when one is not, and each item is then validated alone."""
-    try:
-        return load_transformed_all(
-            [item.get("product") if isinstance(item, dict) else None for item in items]
-        )
-    except ValidationError:
-        return None
-
-
 def refuse_ahead(product: TransformedProduct, now: datetime, tolerance: float) -> None:
     """Raise ``ValidationError`` naming the availability timestamp when it is more than
     ``tolerance`` seconds after ``now`` (it would beat every later write of the product)."""
@@ -359,22 +344,17 @@ def refuse_ahead(product: TransformedProduct, now: datetime, tolerance: float) -
 
 
 def load_item(
-    item: Any,
-    product: TransformedProduct | None = None,
-    *,
-    now: datetime | None = None,
-    tolerance: float = FUTURE_TIMESTAMP_TOLERANCE,
+    item: Any, *, now: datetime | None = None, tolerance: float = FUTURE_TIMESTAMP_TOLERANCE
 ) -> tuple[TransformedProduct, Source | None]:
-    """Validate a batch item: the product with its contract (unless ``product`` is the
-    item's product validated already) and no further ahead of ``now`` (by default the
-    current time) than ``tolerance`` seconds, the source by hand (a few plain fields,
-    checked on the hot path without a second schema)."""
+    """Validate a batch item: the product with its contract and no further ahead of ``now``
+    (by default the current time) than ``tolerance`` seconds, the source by hand (a few
+    plain fields, checked on the hot path without a second schema)."""
     if not isinstance(item, dict):
         raise ValidationError({"_schema": ["Expected a JSON object."]})
     errors: dict[str, Any] = {}
+    product: TransformedProduct | None = None
     try:
-        if product is None:
-            product = load_transformed(item.get("product"))
+        product = check_transformed(item.get("product"))
         refuse_ahead(product, now or datetime.now(UTC), tolerance)
     except ValidationError as error:
         errors["product"] = field_errors(error)

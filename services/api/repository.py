@@ -144,7 +144,8 @@ def _document(
             "id": product_id,
             "name": name,
             "description": description,
-            "pricing": {"amount": amount, "currency": currency},
+            # float() as jsoncodec's encoder of a Decimal does, without orjson's call back.
+            "pricing": {"amount": float(amount), "currency": currency},
             "availability": {"quantity": quantity, "timestamp": format_timestamp(timestamp)},
             "category": category,
         }

@@ -17,10 +17,13 @@ def kafka_timestamp(timestamp_ms: int) -> datetime:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """ISO 8601 in UTC with millisecond precision and a ``Z``: ``2024-06-12T12:00:00.000Z``."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    """ISO 8601 in UTC with millisecond precision and a ``Z``: ``2024-06-12T12:00:00.000Z``.
+
+    The API writes one per persisted record: isoformat of the naive UTC time costs less than
+    half what strftime does.
+    """
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,11 +20,11 @@ from services.common.contracts import (
     TEXT_PATTERN,
     TIMESTAMP_PATTERN,
     check_manual,
+    check_transformed,
     documented,
     field_errors,
     load_manual,
     load_transformed,
-    load_transformed_all,
 )
 
 from ..helpers import manual_record, transformed_record
@@ -64,6 +64,19 @@ def scheduler_check(data: Any) -> Any:
 @pytest.fixture(params=[load_manual, scheduler_check], ids=["marshmallow", "scheduler-check"])
 def load(request: pytest.FixtureRequest) -> Load:
     """Each input-record case is held by marshmallow and by the scheduler's cheaper check."""
+    loader: Load = request.param
+    return loader
+
+
+def api_check(data: Any) -> Any:
+    """What the API makes of ``data`` posted as a transformed record: its JSON text read
+    with ``loads_exact``, then ``check_transformed``."""
+    return check_transformed(jsoncodec.loads_exact(jsoncodec.dumps(data)))
+
+
+@pytest.fixture(params=[load_transformed, api_check], ids=["marshmallow", "api-check"])
+def load_api(request: pytest.FixtureRequest) -> Load:
+    """Each transformed-record case is held by marshmallow and by the API's cheaper check."""
     loader: Load = request.param
     return loader
 
@@ -265,6 +278,8 @@ BORDER_NUMBERS = [
     "2147483647", "2147483648", "0.1000000000000000000000000000001", "9" * 30,
     "true", "false", "null", '"100"', '"BRL"', "[]", "{}",
 ]  # fmt: skip
+# Small integers (zero and either side of it) as often as any.
+SMALL_OR_ANY_INTEGER = st.one_of(st.integers(-3, 3), st.integers(-5, 2**32))
 CURRENCIES = ["BRL", "brl", "BRL\n", "BR", "BRLL", "ÇÃO", "US$", ""]
 
 
@@ -274,14 +289,14 @@ def odd_values(field: str) -> st.SearchStrategy[str]:
         st.sampled_from(BORDER_TEXTS),
         st.text(st.characters(codec="utf-8"), max_size=70),
     ).map(lambda text: jsoncodec.dumps(text).decode())
-    numbers = st.one_of(st.sampled_from(BORDER_NUMBERS), st.integers(-5, 2**32).map(str))
+    numbers = st.one_of(st.sampled_from(BORDER_NUMBERS), SMALL_OR_ANY_INTEGER.map(str))
     prices = st.decimals(
         min_value=-1, max_value=Decimal("1e13"), allow_nan=False, allow_infinity=False
     ).map(str)
     currencies = st.sampled_from(CURRENCIES).map(lambda text: jsoncodec.dumps(text).decode())
     usual = {
         "price": prices,
-        "stockQuantity": st.integers(-5, 2**32).map(str),
+        "stockQuantity": SMALL_OR_ANY_INTEGER.map(str),
         "currency": currencies,
     }.get(field, texts)
     return st.one_of(usual, numbers, texts)
@@ -319,12 +334,43 @@ def record_texts(draw: Any) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def exactly(product: Any) -> Any:
-    """A product with each Decimal as its digits and exponent, so 100.5 differs from 100.50."""
-    return {
-        name: (type(value), value.as_tuple() if isinstance(value, Decimal) else value)
-        for name, value in product.items()
-    }
+def exactly(value: Any) -> Any:
+    """A value with its types, dict keys in order, each Decimal as its digits and exponent
+    (100.5 differs from 100.50) and each datetime with its offset: what ``==`` alone would
+    not tell apart."""
+    if isinstance(value, dict):
+        return [(key, exactly(item)) for key, item in value.items()]
+    if isinstance(value, Decimal):
+        return (Decimal, value.as_tuple())
+    if isinstance(value, datetime):
+        return (datetime, value.isoformat())
+    return (type(value), value)
+
+
+def assert_same_verdict(
+    plain: Callable[[Any], Any], load: Callable[[Any], Any], check: Callable[[Any], Any], data: Any
+) -> None:
+    """A fast path (``plain``, None when it declines) accepts only what marshmallow
+    (``load``) accepts, with the same values, and ``check`` answers as marshmallow does:
+    the same values, or the same messages."""
+    fast = plain(data)
+    try:
+        expected = load(data)
+    except ValidationError as error:
+        assert fast is None, f"accepted what marshmallow refuses: {error.messages}"
+        assert errors(check, data) == error.messages
+        return
+    assert fast is None or exactly(fast) == exactly(expected)
+    assert exactly(check(data)) == exactly(expected)
+
+
+def refuse_marshmallow(monkeypatch: pytest.MonkeyPatch, loader: str) -> None:
+    """Make ``contracts.<loader>`` fail the test if it is called at all."""
+
+    def refuse(data: Any) -> Any:
+        raise AssertionError(f"marshmallow was asked about {data}")
+
+    monkeypatch.setattr(contracts, loader, refuse)
 
 
 @seed(20261130)
@@ -334,24 +380,13 @@ def test_the_scheduler_check_accepts_only_what_marshmallow_accepts_and_returns_t
     text: str,
 ) -> None:
     data = jsoncodec.loads_exact(text)
-    plain = contracts._plain_manual(data)
-    try:
-        expected = load_manual(data)
-    except ValidationError as error:
-        assert plain is None, f"accepted what marshmallow refuses: {error.messages}"
-        assert errors(check_manual, data) == error.messages
-        return
-    assert plain is None or exactly(plain) == exactly(expected)
-    assert exactly(check_manual(data)) == exactly(expected)
+    assert_same_verdict(contracts._plain_manual, load_manual, check_manual, data)
 
 
 def test_the_scheduler_check_takes_usual_records_without_marshmallow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def refuse(data: Any) -> Any:
-        raise AssertionError(f"marshmallow was asked about {data}")
-
-    monkeypatch.setattr(contracts, "load_manual", refuse)
+    refuse_marshmallow(monkeypatch, "load_manual")
     for price in ("100", "100.5", "1234.56", "0", "999999999999.99"):
         record = manual_record("12369", stockQuantity=0)
         text = jsoncodec.dumps(record).decode().replace('"price":100.0', f'"price":{price}')
@@ -363,10 +398,10 @@ def test_the_scheduler_check_takes_usual_records_without_marshmallow(
 # --- transformed records (POST /produto/scheduler, produtos-persistidos) --------------------
 
 
-def test_a_valid_transformed_record_loads_with_an_exact_amount_and_an_aware_timestamp() -> None:
-    product = load_transformed(
-        transformed_record("12369", pricing={"amount": 1234.56, "currency": "BRL"})
-    )
+def test_a_valid_transformed_record_loads_with_an_exact_amount_and_an_aware_timestamp(
+    load_api: Load,
+) -> None:
+    product = load_api(transformed_record("12369", pricing={"amount": 1234.56, "currency": "BRL"}))
 
     assert product == {
         "id": "12369",
@@ -388,13 +423,13 @@ def test_a_valid_transformed_record_loads_with_an_exact_amount_and_an_aware_time
     ],
 )
 def test_a_timestamp_with_an_offset_is_kept_as_an_aware_datetime(
-    text: str, offset: timedelta
+    text: str, offset: timedelta, load_api: Load
 ) -> None:
     availability = {"quantity": 50, "timestamp": text}
 
-    moment = load_transformed(transformed_record("12369", availability=availability))[
-        "availability"
-    ]["timestamp"]
+    moment = load_api(transformed_record("12369", availability=availability))["availability"][
+        "timestamp"
+    ]
 
     assert moment.utcoffset() == offset
     assert moment == datetime(2024, 6, 12, 12, tzinfo=UTC)
@@ -415,32 +450,32 @@ def test_a_timestamp_with_an_offset_is_kept_as_an_aware_datetime(
     ],
 )
 def test_a_naive_malformed_or_out_of_range_timestamp_is_named_under_availability(
-    timestamp: str,
+    timestamp: str, load_api: Load
 ) -> None:
     availability = {"quantity": 50, "timestamp": timestamp}
 
-    messages = errors(load_transformed, transformed_record("12369", availability=availability))
+    messages = errors(load_api, transformed_record("12369", availability=availability))
 
     assert set(messages) == {"availability"}
     assert set(messages["availability"]) == {"timestamp"}
 
 
-def test_bad_nested_fields_are_named_under_pricing_and_availability() -> None:
+def test_bad_nested_fields_are_named_under_pricing_and_availability(load_api: Load) -> None:
     record = transformed_record(
         "12369",
         pricing={"amount": "1.005", "currency": "brl"},
         availability={"quantity": -1},
     )
 
-    messages = errors(load_transformed, record)
+    messages = errors(load_api, record)
 
     assert set(messages) == {"pricing", "availability"}
     assert set(messages["pricing"]) == {"amount", "currency"}
     assert set(messages["availability"]) == {"quantity", "timestamp"}
 
 
-def test_a_transformed_record_missing_every_field_names_all_six() -> None:
-    assert set(errors(load_transformed, {})) == {
+def test_a_transformed_record_missing_every_field_names_all_six(load_api: Load) -> None:
+    assert set(errors(load_api, {})) == {
         "id",
         "name",
         "description",
@@ -453,37 +488,106 @@ def test_a_transformed_record_missing_every_field_names_all_six() -> None:
 @pytest.mark.parametrize(
     ("field", "limit"), [("id", 64), ("name", 255), ("description", 4096), ("category", 255)]
 )
-def test_transformed_text_is_bounded_like_the_input(field: str, limit: int) -> None:
-    product: Any = load_transformed(transformed_record("12369", **{field: "é" * limit}))
+def test_transformed_text_is_bounded_like_the_input(field: str, limit: int, load_api: Load) -> None:
+    product: Any = load_api(transformed_record("12369", **{field: "é" * limit}))
     assert product[field] == "é" * limit
-    assert set(
-        errors(load_transformed, transformed_record("12369", **{field: "é" * (limit + 1)}))
-    ) == {field}
-    assert set(errors(load_transformed, transformed_record("12369", **{field: ""}))) == {field}
+    assert set(errors(load_api, transformed_record("12369", **{field: "é" * (limit + 1)}))) == {
+        field
+    }
+    assert set(errors(load_api, transformed_record("12369", **{field: ""}))) == {field}
 
 
-def test_a_transformed_json_list_is_refused_as_not_an_object() -> None:
-    assert errors(load_transformed, [transformed_record("12369")]) == {
+def test_a_transformed_json_list_is_refused_as_not_an_object(load_api: Load) -> None:
+    assert errors(load_api, [transformed_record("12369")]) == {
         "_schema": ["Expected a JSON object."]
     }
 
 
-def test_many_valid_transformed_records_load_as_each_does_alone() -> None:
-    records = [
-        transformed_record("1"),
-        transformed_record("2", "2024-06-12T14:00:00.123+02:00", category="Bebidas"),
-        jsoncodec.loads_exact(jsoncodec.dumps(transformed_record("3")).replace(b"100.0", b"9.90")),
-    ]
+VALID_TIMESTAMPS = [
+    "2024-06-12T12:00:00Z", "2024-06-12T12:00:00.000Z", "2024-06-12T12:00:00.5+02:00",
+    "2024-06-12T09:00:00.123-03:00", "1970-01-01T00:00:00Z", "2099-12-31T23:59:59.999Z",
+    "2024-02-29T12:00:00Z",
+]  # fmt: skip
+BORDER_TIMESTAMPS = [
+    *VALID_TIMESTAMPS, "1970-01-01T00:30:00+01:00", "1969-12-31T23:59:59.999Z",
+    "2100-01-01T00:00:00Z", "2023-02-29T12:00:00Z", "2024-06-12T12:00:00",
+    "2024-06-12T12:00:00.0001Z", "2024-06-12 12:00:00Z", "2024-06-12T12:00:00Z\n",
+    "2024-06-12T24:00:00Z", "", "ontem",
+]  # fmt: skip
+TRANSFORMED_VALID = {
+    "id": st.sampled_from(["12369", "x" * 64, " a "]),
+    "name": st.sampled_from(["Nome do Produto", "n" * 255, "🍍"]),
+    "description": st.sampled_from(["Descrição do Produto", "d" * 4096]),
+    "category": st.sampled_from(["Categoria do Produto", "c" * 255]),
+    "amount": st.sampled_from(["100", "100.5", "100.50", "0", "999999999999.99", "1E2"]),
+    "currency": st.sampled_from(["BRL", "EUR"]),
+    "quantity": st.sampled_from(["0", "50", "2147483647"]),
+    "timestamp": st.sampled_from(VALID_TIMESTAMPS),
+}
+NUMERIC = ("amount", "quantity")
 
-    assert load_transformed_all(records) == [load_transformed(record) for record in records]
+
+def odd_transformed(field: str) -> st.SearchStrategy[str]:
+    """JSON text for one field of a transformed record: borderline, of another type, or any."""
+    if field == "timestamp":
+        stamps = st.one_of(
+            st.sampled_from(BORDER_TIMESTAMPS),
+            st.datetimes(timezones=st.just(UTC)).map(lambda moment: moment.isoformat()),
+        ).map(lambda text: jsoncodec.dumps(text).decode())
+        return st.one_of(stamps, odd_values("productName"), odd_values("price"))
+    if field in ("pricing", "availability"):
+        return st.sampled_from(["null", "[]", "{}", '"x"', "1", '{"amount":1}'])
+    return odd_values({"amount": "price", "quantity": "stockQuantity"}.get(field, field))
 
 
-@pytest.mark.parametrize(
-    "odd", [transformed_record("2", category=""), [transformed_record("2")], None, {}]
-)
-def test_many_transformed_records_are_refused_together_when_one_is_invalid(odd: Any) -> None:
-    with pytest.raises(ValidationError):
-        load_transformed_all([transformed_record("1"), odd, transformed_record("3")])
+@st.composite
+def transformed_texts(draw: Any) -> str:
+    """A transformed record's JSON text: valid, but for a field or two (nested ones, or
+    pricing and availability themselves) that may be borderline, of another type, or
+    absent, and now and then an unknown field in each object."""
+    values: dict[str, str | None] = {
+        field: draw(strategy) if field in NUMERIC else jsoncodec.dumps(draw(strategy)).decode()
+        for field, strategy in TRANSFORMED_VALID.items()
+    }
+    values["pricing"] = values["availability"] = ""  # made of their members below
+    fields = sorted(values)
+    for field in draw(st.lists(st.sampled_from(fields), max_size=2)):
+        values[field] = draw(odd_transformed(field)) if draw(st.integers(0, 9)) else None
+    unknown = draw(st.booleans())
+
+    def record(*names: str) -> str:
+        parts = [f'"{name}":{values[name]}' for name in names if values[name] is not None]
+        return "{" + ",".join([*parts, '"supplier":{"price":0.001}'] if unknown else parts) + "}"
+
+    if values["pricing"] == "":
+        values["pricing"] = record("amount", "currency")
+    if values["availability"] == "":
+        values["availability"] = record("quantity", "timestamp")
+    return record("id", "name", "description", "pricing", "availability", "category")
+
+
+@seed(20261204)
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transformed_texts())
+def test_the_api_check_accepts_only_what_marshmallow_accepts_and_returns_the_same(
+    text: str,
+) -> None:
+    data = jsoncodec.loads_exact(text)
+    assert_same_verdict(contracts._plain_transformed, load_transformed, check_transformed, data)
+
+
+def test_the_api_check_takes_the_schedulers_records_without_marshmallow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refuse_marshmallow(monkeypatch, "load_transformed")
+    for amount in ("100", "100.5", "1234.56", "0", "999999999999.99"):
+        for stamp in ("2024-06-12T12:00:00.000Z", "2024-06-12T09:00:00-03:00"):
+            record = transformed_record("12369", stamp)
+            text = jsoncodec.dumps(record).decode().replace('"amount":100.0', f'"amount":{amount}')
+            product = check_transformed(jsoncodec.loads_exact(text))
+            assert product["pricing"]["amount"] == Decimal(amount)
+            assert str(product["pricing"]["amount"]) == amount
+            assert product["availability"]["timestamp"] == datetime.fromisoformat(stamp)
 
 
 @pytest.mark.parametrize("field", ["productId", "productName", "productDescription", "category"])

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
 from services.common import jsoncodec
@@ -107,14 +107,17 @@ def test_nesting_up_to_the_limit_parses_and_deeper_is_invalid_json() -> None:
     limit = jsoncodec.MAX_DEPTH
     assert jsoncodec.loads("[" * limit + "]" * limit) is not None
     assert jsoncodec.loads('{"a":' * (limit - 1) + "{}" + "}" * (limit - 1)) is not None
+    assert jsoncodec.loads_exact('{"a":' * (limit - 1) + "[1.5]" + "}" * (limit - 1)) is not None
 
     for deeper in (
         "[" * (limit + 1) + "]" * (limit + 1),
         '{"price":' + "[" * 1000 + "1" + "]" * 1000 + "}",  # orjson's own limit is 1,024
         '[{"a": [{}]}, ' + "[" * limit + "]" * limit + "]",
+        '[{"a":[{}]},' + "[" * limit + "]" * limit + "]",  # as orjson writes it
     ):
-        with pytest.raises(jsoncodec.JSONDecodeError, match="nested deeper"):
-            jsoncodec.loads(deeper)
+        for load in (jsoncodec.loads, jsoncodec.loads_exact):
+            with pytest.raises(jsoncodec.JSONDecodeError, match="nested deeper"):
+                load(deeper)
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,8 @@ def test_loads_exact_is_as_strict_as_loads() -> None:
     ],
 )
 def test_loads_exact_refuses_an_object_naming_a_key_twice_and_names_it(text: str, key: str) -> None:
-    for data in (text, text.encode()):
+    compact = text.replace(": ", ":").replace(", ", ",")  # as orjson writes, but for the key
+    for data in (text, text.encode(), compact, compact.encode()):
         with pytest.raises(jsoncodec.DuplicateKeyError) as refused:
             jsoncodec.loads_exact(data)
 
@@ -192,6 +196,64 @@ JSON_VALUES = st.recursive(
 def test_loads_exact_reads_back_whatever_json_without_duplicates_says(value: object) -> None:
     assert jsoncodec.loads_exact(json.dumps(value)) == value
     assert jsoncodec.loads_exact(json.dumps(value, ensure_ascii=False).encode()) == value
+
+
+NUMBERS = (
+    st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2)
+    | st.sampled_from([Decimal("100.50"), Decimal("1E+2"), Decimal("-0.0"), Decimal("1E-400")])
+)
+JSON_WITH_NUMBERS = st.recursive(
+    st.none() | st.booleans() | NUMBERS | st.text(alphabet=':ab\\"ç'),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet=":abç", max_size=3), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def exactly(value: Any) -> Any:
+    """A parsed value with its types, and each Decimal as its digits and exponent."""
+    if isinstance(value, dict):
+        return {key: exactly(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [exactly(item) for item in value]
+    return (type(value), value.as_tuple() if isinstance(value, Decimal) else value)
+
+
+def text_of(value: Any, colon: str, comma: str) -> str:
+    """JSON text of a value with the given separators, each number as Python spells it (a
+    Decimal as its own digits: 100.50, 1E+2, 1E-400)."""
+    if isinstance(value, dict):
+        members = (
+            json.dumps(key) + colon + text_of(item, colon, comma) for key, item in value.items()
+        )
+        return "{" + comma.join(members) + "}"
+    if isinstance(value, list):
+        return "[" + comma.join(text_of(item, colon, comma) for item in value) + "]"
+    if isinstance(value, Decimal | float):
+        return str(value) if isinstance(value, Decimal) else repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+@seed(20261204)
+@settings(max_examples=300, deadline=None)
+@given(JSON_WITH_NUMBERS)
+def test_loads_exact_reads_every_number_as_written_in_compact_and_spaced_text(
+    value: object,
+) -> None:
+    """Text as orjson writes it (read without a second parse) and as other writers do."""
+    texts = [
+        text_of(value, ": ", ", "),
+        text_of(value, ":", ","),
+        jsoncodec.dumps(value).decode(),
+    ]
+    for text in texts:
+        expected = json.loads(text, parse_float=Decimal)
+        for data in (text, text.encode()):
+            assert exactly(jsoncodec.loads_exact(data)) == exactly(expected), data
 
 
 def test_integers_beyond_64_bits_are_written_exactly() -> None:

@@ -126,6 +126,18 @@ def test_a_timestamp_in_another_zone_is_written_in_utc() -> None:
     assert format_timestamp(moment) == "2024-06-12T12:00:00.123Z"
 
 
+def test_format_timestamp_writes_any_instant_in_utc_to_the_millisecond() -> None:
+    rng = random.Random(20261204)
+    for _ in range(2000):
+        offset = timezone(timedelta(minutes=rng.randrange(-14 * 60, 14 * 60 + 1)))
+        utc = EPOCH + timedelta(microseconds=rng.randrange(0, 4102444800 * 10**6))
+        moment = utc.astimezone(rng.choice([UTC, timezone(timedelta(0)), offset]))
+
+        text = format_timestamp(moment)
+
+        assert text == utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
 def test_kafka_timestamp_and_format_timestamp_agree_over_many_instants() -> None:
     rng = random.Random(20240612)
     samples = [0, 1, 999, 1000, EXAMPLE_TIMESTAMP_MS] + [
