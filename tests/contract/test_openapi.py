@@ -135,6 +135,8 @@ async def fuzz(client: Client, name: str, tmp_path: Path) -> str:
     report = tmp_path / f"{name}.junit.xml"
     command = [
         str(Path(sys.executable).parent / "st"),
+        "--config-file",
+        str(Path(__file__).with_name("schemathesis.toml")),
         "run",
         str(server.make_url("/docs/swagger.json")),
         "--checks",
