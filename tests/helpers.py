@@ -467,6 +467,7 @@ class TcpForwarder:
         self._pipes: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._closing = False
 
     def freeze(self) -> None:
         """Hold every byte from now on, in both directions, closing nothing."""
@@ -482,10 +483,14 @@ class TcpForwarder:
     async def __aexit__(self, *_: object) -> None:
         """Stop listening and cut every forwarded connection, as a vanished server does."""
         assert self._server is not None
+        self._closing = True
         self._server.close()
         self._flowing.set()  # the held bytes go to the closed ends, and each pipe ends
         for writer in list(self._pipes):
             writer.close()
+        if close_clients := getattr(self._server, "close_clients", None):
+            close_clients()  # Python 3.13: any accepted connection not piped yet
+        # Since Python 3.12 this also waits for every accepted connection to be closed.
         await self._server.wait_closed()
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -494,9 +499,14 @@ class TcpForwarder:
         except OSError:
             writer.close()
             return
+        if self._closing:  # accepted just before the close: cut it too
+            upstream_writer.close()
+            writer.close()
+            return
+        # Known before anything else runs, so that a close meanwhile cuts both ends.
+        self._pipes.update((writer, upstream_writer))
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            self._pipes.add(sink)
             try:
                 while data := await source.read(65536):
                     await self._flowing.wait()
