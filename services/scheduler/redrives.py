@@ -20,6 +20,7 @@ dead-letter positions), apart from the main consumer and its group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -74,6 +75,19 @@ FETCH_WAIT = 5.0
 # A re-drive's transaction left open by a dead scheduler is aborted by the broker after
 # this long; until then, consumers reading committed records wait at its partition.
 TRANSACTION_TIMEOUT_MS = 10_000
+# One try at producing a re-drive, and how many tries; how long a producer's stop is awaited.
+PRODUCE_WAIT = 15.0
+PRODUCE_TRIES = 3
+STOP_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class Landed:
+    """Where a re-driven record landed, as an outcome recorded it."""
+
+    topic: str
+    partition: int
+    offset: int
 
 
 class RedriveLog(TopicFollower):
@@ -276,8 +290,38 @@ class Redriver:
         key: bytes | None,
     ) -> Any:
         """Produce the record and its outcome in one transaction of the attempt's own
-        transactional id; its metadata. Starting the producer fences any earlier claimer
-        of the attempt; then an outcome committed before means it was done: 409."""
+        transactional id; where the record landed. A try that does not finish within
+        PRODUCE_WAIT is given up and tried again: the next producer of the same id fences
+        the stuck one, so its transaction can no longer commit."""
+        failure: Exception | None = None
+        for again in range(PRODUCE_TRIES):
+            try:
+                async with asyncio.timeout(PRODUCE_WAIT):
+                    return await self._produce_once(
+                        dead, attempt, corrected, token, value, key, again=bool(again)
+                    )
+            except (KafkaError, TimeoutError) as exc:
+                failure = exc
+                log.warning("re-drive of %s (attempt %d) failed: %r", dead.source, attempt, exc)
+        raise Unavailable(
+            f"The re-drive of {dead.source} was not completed ({failure!r}); the attempt is "
+            "free again once its claim expires, and may be retried."
+        )
+
+    async def _produce_once(
+        self,
+        dead: DeadLetter,
+        attempt: int,
+        corrected: bool,
+        token: str,
+        value: bytes,
+        key: bytes | None,
+        *,
+        again: bool,
+    ) -> Any:
+        """One try. Starting the producer fences any earlier claimer of the attempt; then
+        an outcome committed before means the attempt was done: by another request (409),
+        or, on a try again, by this one's earlier try, whose commit was not seen to end."""
         state_topic = self._config.topic_dlq_redrives
         partition = await self._state_partition(dead.source)
         producer = create_producer(
@@ -288,7 +332,10 @@ class Redriver:
         try:
             await producer.start()
             await self._state.read_to_end(partition, READ_BACK_WAIT)
-            if self._state.outcome(dead.source, attempt) is not None:
+            done = self._state.outcome(dead.source, attempt)
+            if done is not None:
+                if again:  # this request still holds the claim: the outcome is its own
+                    return Landed(str(done["topic"]), int(done["partition"]), int(done["offset"]))
                 raise self._already(dead.source, attempt)
             async with producer.transaction():
                 sent = await producer.send_and_wait(
@@ -317,15 +364,9 @@ class Redriver:
                     partition=partition,
                 )
             return sent
-        except (KafkaError, TimeoutError) as exc:
-            # Fenced by a request that took the attempt over, or Kafka failed: either way
-            # nothing of this transaction was committed.
-            raise Unavailable(
-                f"The re-drive of {dead.source} was not completed ({exc!r}); the attempt is "
-                "free again once its claim expires, and may be retried."
-            ) from None
         finally:
-            await producer.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(producer.stop()), STOP_WAIT)
 
     async def _claim(self, source: Coordinates, attempt: int, corrected: bool, token: str) -> bool:
         """Write a claim on the entry's attempt and read it back: whether it holds it."""
