@@ -109,15 +109,16 @@ def write_maven(maven: Path) -> int:
     import jars  # scripts/kafka/jars.py
 
     entries = jars.parse(JARS.read_text(encoding="utf-8"))
-    missing = [e for e in entries if not (maven / jars.repository_path(*e[:3])).is_file()]
-    if missing:
+    # (group, artifact, version, sha256, file name): the file name holds any classifier.
+    paths = [jars.repository_path(g, a, v, name) for g, a, v, _, name in entries]
+    if any(not (maven / path).is_file() for path in paths):
         flat = maven.parent / "jars.partial"
         shutil.rmtree(flat, ignore_errors=True)
         jars.fetch(flat)
-        for group, artifact, version, _ in entries:
-            target = maven / jars.repository_path(group, artifact, version)
+        for path in paths:
+            target = maven / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            (flat / f"{artifact}-{version}.jar").replace(target)
+            (flat / target.name).replace(target)
         shutil.rmtree(flat)
     return len(entries)
 
