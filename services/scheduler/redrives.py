@@ -82,6 +82,18 @@ STOP_WAIT = 5.0
 
 
 @dataclass(frozen=True)
+class Release:
+    """A re-drive about to be produced: the dead letter, its attempt, and what goes back."""
+
+    dead: DeadLetter
+    attempt: int
+    corrected: bool
+    token: str
+    value: bytes
+    key: bytes | None
+
+
+@dataclass(frozen=True)
 class Landed:
     """Where a re-driven record landed, as an outcome recorded it."""
 
@@ -245,7 +257,7 @@ class Redriver:
         attempt = max(dead.attempt, entry.attempt if entry else 0) + 1
         if not await self._claim(dead.source, attempt, request.corrected, token):
             raise self._already(dead.source, attempt)
-        sent = await self._produce(dead, attempt, request.corrected, token, value, key)
+        sent = await self._produce(Release(dead, attempt, request.corrected, token, value, key))
         self._metrics.redrives.labels("produced").inc()
         log.info(
             "re-drove %s (attempt %d, corrected=%s) to %s[%d]@%d",
@@ -280,15 +292,7 @@ class Redriver:
             409, message, code="already", fields={"history": self._state.history(source)}
         )
 
-    async def _produce(
-        self,
-        dead: DeadLetter,
-        attempt: int,
-        corrected: bool,
-        token: str,
-        value: bytes,
-        key: bytes | None,
-    ) -> Any:
+    async def _produce(self, release: Release) -> Any:
         """Produce the record and its outcome in one transaction of the attempt's own
         transactional id; where the record landed. A try that does not finish within
         PRODUCE_WAIT is given up and tried again: the next producer of the same id fences
@@ -297,31 +301,25 @@ class Redriver:
         for again in range(PRODUCE_TRIES):
             try:
                 async with asyncio.timeout(PRODUCE_WAIT):
-                    return await self._produce_once(
-                        dead, attempt, corrected, token, value, key, again=bool(again)
-                    )
+                    return await self._produce_once(release, again=bool(again))
             except (KafkaError, TimeoutError) as exc:
                 failure = exc
-                log.warning("re-drive of %s (attempt %d) failed: %r", dead.source, attempt, exc)
+                log.warning(
+                "re-drive of %s (attempt %d) failed: %r",
+                release.dead.source,
+                release.attempt,
+                exc,
+            )
         raise Unavailable(
-            f"The re-drive of {dead.source} was not completed ({failure!r}); the attempt is "
-            "free again once its claim expires, and may be retried."
+            f"The re-drive of {release.dead.source} was not completed ({failure!r}); the "
+            "attempt is free again once its claim expires, and may be retried."
         )
 
-    async def _produce_once(
-        self,
-        dead: DeadLetter,
-        attempt: int,
-        corrected: bool,
-        token: str,
-        value: bytes,
-        key: bytes | None,
-        *,
-        again: bool,
-    ) -> Any:
+    async def _produce_once(self, release: Release, *, again: bool) -> Any:
         """One try. Starting the producer fences any earlier claimer of the attempt; then
         an outcome committed before means the attempt was done: by another request (409),
         or, on a try again, by this one's earlier try, whose commit was not seen to end."""
+        dead, attempt, corrected = release.dead, release.attempt, release.corrected
         state_topic = self._config.topic_dlq_redrives
         partition = await self._state_partition(dead.source)
         producer = create_producer(
@@ -340,8 +338,8 @@ class Redriver:
             async with producer.transaction():
                 sent = await producer.send_and_wait(
                     self._config.topic_cadastro,
-                    value=value,
-                    key=key,
+                    value=release.value,
+                    key=release.key,
                     headers=redrive_headers(dead, attempt, corrected),
                     timestamp_ms=dead.timestamp,
                 )
@@ -351,7 +349,7 @@ class Redriver:
                     attempt,
                     at=format_timestamp(datetime.now(UTC)),
                     corrected=corrected,
-                    token=token_digest(token),
+                    token=token_digest(release.token),
                     position=str(dead.position),
                     topic=sent.topic,
                     partition=sent.partition,
