@@ -305,11 +305,11 @@ class Redriver:
             except (KafkaError, TimeoutError) as exc:
                 failure = exc
                 log.warning(
-                "re-drive of %s (attempt %d) failed: %r",
-                release.dead.source,
-                release.attempt,
-                exc,
-            )
+                    "re-drive of %s (attempt %d) failed: %r",
+                    release.dead.source,
+                    release.attempt,
+                    exc,
+                )
         raise Unavailable(
             f"The re-drive of {release.dead.source} was not completed ({failure!r}); the "
             "attempt is free again once its claim expires, and may be retried."
